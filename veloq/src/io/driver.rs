@@ -1,0 +1,180 @@
+//! The `Driver` trait: the contract every I/O backend fulfils.
+//!
+//! A driver turns platform-neutral op descriptions (`io::op`) into kernel
+//! operations, keeps each in-flight op at a stable address, and reports
+//! completions back to the futures that wait on them.
+//!
+//! # Backends
+//!
+//! The backend is chosen here, once, by target: `uring` (io_uring) on Linux,
+//! `iocp` (I/O completion ports) on Windows. The rest of the crate names
+//! only [`PlatformDriver`].
+//!
+//! # The life of an op
+//!
+//! 1. `reserve` takes a slot in the driver's [`OpRegistry`] and returns its
+//!    key (slot index + generation, packed into the kernel's `user_data`).
+//! 2. `submit` converts the description ([`IntoPlatformOp`]) into the slot
+//!    and queues or posts it. From here on the kernel may hold pointers into
+//!    the slot (an `OVERLAPPED`, a `sockaddr`, an iovec) and into the op's
+//!    buffer, so neither may move or be freed until step 4.
+//! 3. `poll_op` returns `Pending` and records the waker until the completion
+//!    has been processed, then returns the [`OpOutput`] and frees the slot.
+//! 4. If the future is dropped first, `cancel` asks the kernel to stop the
+//!    op and hands the driver whatever must outlive it (the buffer). The
+//!    slot, and that keep-alive, are freed only when the kernel's completion
+//!    (normal or cancelled) arrives.
+//!
+//! A completion whose key does not match a live slot (stale generation) is
+//! ignored: it can never reach a slot that was reused.
+//!
+//! Dropping a driver cancels every op still in flight and waits for their
+//! completions before freeing any memory the kernel may still write.
+//!
+//! # Waiting
+//!
+//! `wait` submits everything queued, blocks until at least one completion,
+//! a cross-thread wake, the given timeout or the timer wheel's next deadline
+//! (whichever is first), then processes completions and fires due timers.
+//! `wait(Some(Duration::ZERO))` never blocks.
+
+pub(crate) mod op_registry;
+pub(crate) mod stable_slab;
+pub(crate) mod timer;
+
+#[cfg(target_os = "linux")]
+pub(crate) mod uring;
+
+#[cfg(windows)]
+pub(crate) mod iocp;
+
+use std::any::Any;
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+pub(crate) use op_registry::{OpKey, OpRegistry};
+pub(crate) use timer::TimerWheel;
+
+use crate::io::op::OpOutput;
+use crate::sys::RawFd;
+
+/// The driver of this platform.
+#[cfg(target_os = "linux")]
+pub(crate) type PlatformDriver = uring::UringDriver;
+
+/// The driver of this platform.
+#[cfg(windows)]
+pub(crate) type PlatformDriver = iocp::IocpDriver;
+
+/// Settings a driver is built with (from `Runtime::builder()`).
+#[derive(Debug, Clone)]
+pub(crate) struct DriverConfig {
+    /// Submission queue size (io_uring) / completions fetched per wait (IOCP).
+    pub(crate) entries: u32,
+    /// Most threads the blocking-offload pool may run at once (IOCP).
+    pub(crate) max_blocking_threads: usize,
+    /// How long an idle blocking-pool thread lingers before it exits.
+    pub(crate) blocking_keep_alive: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            entries: 256,
+            max_blocking_threads: 16,
+            blocking_keep_alive: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters a driver keeps so tests and benchmarks can see batching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Kernel completions processed (op completions, wakes and offloaded
+    /// results alike).
+    pub completions: u64,
+    /// Calls that waited on the kernel (`io_uring_enter` with a wait,
+    /// `GetQueuedCompletionStatusEx`).
+    pub wait_calls: u64,
+    /// Ops submitted and not yet completed.
+    pub in_flight: usize,
+}
+
+/// Wakes a driver blocked in `wait` from any thread.
+///
+/// Wakes coalesce: waking a driver that already has a wake pending costs no
+/// system call.
+pub(crate) trait Unpark: Send + Sync {
+    /// Makes the driver's current or next `wait` return promptly.
+    fn unpark(&self);
+}
+
+/// A cloneable, thread-safe handle that wakes one driver.
+pub(crate) type WakeHandle = Arc<dyn Unpark>;
+
+/// Converts a platform-neutral op description into driver `D`'s op.
+pub(crate) trait IntoPlatformOp<D: Driver> {
+    /// Builds the platform op. No heap allocation may happen here for the
+    /// hot ops (reads, writes, sends, receives).
+    fn into_platform_op(self) -> D::Op;
+}
+
+/// The backend contract; see the module docs for the op life cycle.
+pub(crate) trait Driver: Sized {
+    /// The backend's in-flight op type, stored in its registry.
+    type Op;
+
+    /// Creates a driver.
+    fn new(config: &DriverConfig) -> io::Result<Self>;
+
+    /// Takes a free op slot.
+    fn reserve(&mut self) -> io::Result<OpKey>;
+
+    /// Fills slot `key` with `op` and queues (io_uring) or posts (IOCP) it.
+    ///
+    /// On error the slot is released and nothing is in flight.
+    fn submit(&mut self, key: OpKey, op: Self::Op) -> io::Result<()>;
+
+    /// Returns the op's output once its completion has been processed
+    /// (freeing the slot); until then records `cx`'s waker.
+    fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput>;
+
+    /// The op's future was dropped: cancel it in the kernel and keep
+    /// `keep_alive` (its buffer) alive until the completion arrives.
+    fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>);
+
+    /// Hands every queued submission to the kernel without waiting.
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// Submits, waits (see the module docs), processes completions and fires
+    /// due timers.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Processes completions already available without blocking; returns how
+    /// many were processed.
+    fn process_completions(&mut self) -> usize;
+
+    /// A handle that wakes this driver from another thread.
+    fn wake_handle(&self) -> WakeHandle;
+
+    /// Prepares a handle for use with this driver (IOCP associates it with
+    /// the port, once). A no-op where the backend needs nothing.
+    fn register_handle(&mut self, fd: RawFd) -> io::Result<()>;
+
+    /// Registers buffer memory with the kernel for fixed reads and writes;
+    /// returns the index of the first buffer, or `None` where the backend
+    /// has no registered buffers (the buffers then work as plain memory).
+    ///
+    /// # Safety
+    ///
+    /// Each `(ptr, len)` must stay valid until the driver is dropped.
+    unsafe fn register_buffers(&mut self, bufs: &[(*mut u8, usize)]) -> io::Result<Option<u16>>;
+
+    /// The timer wheel that gives `wait` its deadline.
+    fn timers(&mut self) -> &mut TimerWheel;
+
+    /// Current counters.
+    fn stats(&self) -> DriverStats;
+}

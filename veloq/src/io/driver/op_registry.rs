@@ -1,0 +1,329 @@
+//! `OpRegistry`: in-flight ops by key, with generations.
+//!
+//! Every op gets a slot in a [`StableSlab`] (so the kernel's pointers into
+//! it stay valid) and a key that the driver hands the kernel as the op's
+//! `user_data`.
+//!
+//! # `user_data` layout
+//!
+//! ```text
+//!  63  62                 32 31                   0
+//! +---+---------------------+----------------------+
+//! | 0 | generation (31 bit) | slot index (32 bit)  |
+//! +---+---------------------+----------------------+
+//! ```
+//!
+//! Bit 63 set marks a driver-internal token (wake, timeout), never an op.
+//! A slot's generation is bumped each time the slot is freed, so a stale or
+//! duplicated completion carries an old generation and is ignored: it can
+//! never complete whichever op reuses the slot.
+//!
+//! # Slot states
+//!
+//! ```text
+//! reserve ─► in flight ──complete──► completed ──poll──► freed
+//!                │                      │
+//!              cancel                 cancel ──────────► freed
+//!                ▼
+//!            cancelled ──complete──► freed (op + keep-alive dropped)
+//! ```
+
+use std::any::Any;
+use std::task::{Context, Poll, Waker};
+
+use super::stable_slab::StableSlab;
+use crate::io::op::OpOutput;
+
+/// Tag bit of driver-internal `user_data` tokens.
+pub(crate) const INTERNAL_TAG: u64 = 1 << 63;
+
+const GENERATION_MASK: u32 = (1 << 31) - 1;
+
+/// Identifies one op: a slot index and the slot's generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct OpKey {
+    index: u32,
+    generation: u32,
+}
+
+impl OpKey {
+    /// The key as the kernel's `user_data`.
+    pub(crate) fn to_user_data(self) -> u64 {
+        ((self.generation as u64) << 32) | self.index as u64
+    }
+
+    /// The key packed in `user_data`, or `None` for an internal token.
+    pub(crate) fn from_user_data(user_data: u64) -> Option<OpKey> {
+        if user_data & INTERNAL_TAG != 0 {
+            return None;
+        }
+        Some(OpKey {
+            index: user_data as u32,
+            generation: (user_data >> 32) as u32,
+        })
+    }
+}
+
+/// One in-flight op and what the driver knows about it.
+pub(crate) struct OpSlot<T> {
+    /// The platform op, filled by `submit`. Its address is stable while the
+    /// slot lives.
+    pub(crate) op: Option<T>,
+    waker: Option<Waker>,
+    output: Option<OpOutput>,
+    cancelled: bool,
+    /// Memory the kernel may still touch after the future was dropped.
+    keep_alive: Option<Box<dyn Any>>,
+}
+
+/// What the driver must do after `cancel`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CancelAction {
+    /// The op had already completed; its slot is freed.
+    Done,
+    /// The op is in flight: ask the kernel to cancel it. The slot is freed
+    /// when the completion arrives.
+    CancelInKernel,
+    /// The key was stale; nothing to do.
+    Unknown,
+}
+
+/// In-flight ops by key; see the module docs.
+pub(crate) struct OpRegistry<T> {
+    slots: StableSlab<OpSlot<T>>,
+    /// Current generation of every slot index ever allocated (indexed like
+    /// the slab; needs no stable addresses).
+    generations: Vec<u32>,
+}
+
+impl<T> OpRegistry<T> {
+    /// Creates an empty registry.
+    pub(crate) fn new() -> Self {
+        OpRegistry {
+            slots: StableSlab::new(),
+            generations: Vec::new(),
+        }
+    }
+
+    /// Ops in the registry (reserved, in flight, completed but not yet
+    /// polled, or cancelled and awaiting their completion).
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no op is in the registry.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.len() == 0
+    }
+
+    /// Takes an empty slot.
+    pub(crate) fn reserve(&mut self) -> OpKey {
+        let index = self.slots.insert(OpSlot {
+            op: None,
+            waker: None,
+            output: None,
+            cancelled: false,
+            keep_alive: None,
+        });
+        if index >= self.generations.len() {
+            self.generations.resize(index + 1, 0);
+        }
+        OpKey {
+            index: index as u32,
+            generation: self.generations[index],
+        }
+    }
+
+    /// The live slot for `key`.
+    pub(crate) fn get_mut(&mut self, key: OpKey) -> Option<&mut OpSlot<T>> {
+        if self.generations.get(key.index as usize) != Some(&key.generation) {
+            return None;
+        }
+        self.slots.get_mut(key.index as usize)
+    }
+
+    /// Frees `key`'s slot (a failed submission, or the end of its life).
+    pub(crate) fn release(&mut self, key: OpKey) -> Option<OpSlot<T>> {
+        self.get_mut(key)?;
+        let index = key.index as usize;
+        self.generations[index] = (self.generations[index] + 1) & GENERATION_MASK;
+        self.slots.remove(index)
+    }
+
+    /// Records the kernel's completion. A cancelled op's slot is freed (its
+    /// op and keep-alive dropped); otherwise the output is stored and the
+    /// waiting task woken. Returns `false` for a stale key.
+    pub(crate) fn complete(&mut self, key: OpKey, output: OpOutput) -> bool {
+        let Some(slot) = self.get_mut(key) else {
+            return false;
+        };
+        if slot.cancelled {
+            drop(self.release(key));
+            return true;
+        }
+        slot.output = Some(output);
+        if let Some(waker) = slot.waker.take() {
+            waker.wake();
+        }
+        true
+    }
+
+    /// The op's output once completed (freeing the slot); until then keeps
+    /// `cx`'s waker.
+    pub(crate) fn poll(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
+        let Some(slot) = self.get_mut(key) else {
+            return Poll::Ready(OpOutput {
+                res: Err(std::io::Error::other("veloq: op polled with a stale key")),
+                addr: None,
+            });
+        };
+        if slot.output.is_some() {
+            let mut slot = self.release(key).expect("slot vanished");
+            return Poll::Ready(slot.output.take().expect("checked above"));
+        }
+        match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The op's future was dropped; see [`CancelAction`].
+    pub(crate) fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) -> CancelAction {
+        let Some(slot) = self.get_mut(key) else {
+            return CancelAction::Unknown;
+        };
+        if slot.output.is_some() {
+            drop(self.release(key));
+            return CancelAction::Done;
+        }
+        slot.cancelled = true;
+        slot.waker = None;
+        slot.keep_alive = keep_alive;
+        CancelAction::CancelInKernel
+    }
+
+    /// Whether the op behind `key` was cancelled by its future's drop.
+    pub(crate) fn is_cancelled(&mut self, key: OpKey) -> bool {
+        self.get_mut(key).is_some_and(|s| s.cancelled)
+    }
+
+    /// Keys of every op in the registry (for cancel-and-drain on drop).
+    pub(crate) fn keys(&self) -> Vec<OpKey> {
+        self.slots
+            .occupied()
+            .map(|index| OpKey {
+                index: index as u32,
+                generation: self.generations[index],
+            })
+            .collect()
+    }
+}
+
+impl<T> Default for OpRegistry<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct CountWake(AtomicUsize);
+    impl Wake for CountWake {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn out(n: usize) -> OpOutput {
+        OpOutput {
+            res: Ok(n),
+            addr: None,
+        }
+    }
+
+    #[test]
+    fn user_data_round_trips() {
+        let mut reg: OpRegistry<()> = OpRegistry::new();
+        let key = reg.reserve();
+        let ud = key.to_user_data();
+        assert_eq!(ud & INTERNAL_TAG, 0);
+        assert_eq!(OpKey::from_user_data(ud), Some(key));
+        assert_eq!(OpKey::from_user_data(INTERNAL_TAG | 7), None);
+    }
+
+    #[test]
+    fn stale_completion_never_reaches_a_reused_slot() {
+        let mut reg: OpRegistry<()> = OpRegistry::new();
+        let old = reg.reserve();
+        reg.release(old);
+        let new = reg.reserve();
+        assert_eq!(old.index, new.index, "slot should be reused");
+        assert_ne!(old, new);
+        assert!(!reg.complete(old, out(1)), "stale key must be ignored");
+        assert!(reg.get_mut(new).unwrap().output.is_none());
+        assert!(reg.complete(new, out(2)));
+        assert!(!reg.complete(new, out(3)) || reg.get_mut(new).is_some());
+    }
+
+    #[test]
+    fn duplicate_completion_after_poll_is_ignored() {
+        let mut reg: OpRegistry<()> = OpRegistry::new();
+        let key = reg.reserve();
+        let wake = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = Waker::from(wake.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(reg.poll(key, &mut cx).is_pending());
+        assert!(reg.complete(key, out(5)));
+        assert_eq!(wake.0.load(Ordering::SeqCst), 1);
+        match reg.poll(key, &mut cx) {
+            Poll::Ready(o) => assert_eq!(o.res.unwrap(), 5),
+            Poll::Pending => panic!("completed op must be ready"),
+        }
+        assert!(reg.is_empty());
+        assert!(!reg.complete(key, out(6)));
+    }
+
+    #[test]
+    fn cancel_keeps_buffer_until_completion() {
+        let mut reg: OpRegistry<()> = OpRegistry::new();
+        let key = reg.reserve();
+        let buf = std::rc::Rc::new(vec![0u8; 8]);
+        let action = reg.cancel(key, Some(Box::new(buf.clone())));
+        assert_eq!(action, CancelAction::CancelInKernel);
+        assert_eq!(std::rc::Rc::strong_count(&buf), 2, "buffer kept alive");
+        assert!(reg.complete(key, out(0)));
+        assert_eq!(std::rc::Rc::strong_count(&buf), 1, "freed exactly once");
+        assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn cancel_after_completion_frees_at_once() {
+        let mut reg: OpRegistry<()> = OpRegistry::new();
+        let key = reg.reserve();
+        reg.complete(key, out(1));
+        assert_eq!(reg.cancel(key, None), CancelAction::Done);
+        assert!(reg.is_empty());
+        assert_eq!(reg.cancel(key, None), CancelAction::Unknown);
+    }
+
+    #[test]
+    fn generations_wrap_within_31_bits() {
+        let mut reg: OpRegistry<()> = OpRegistry::new();
+        let key = reg.reserve();
+        reg.generations[key.index as usize] = GENERATION_MASK;
+        let key = OpKey {
+            index: key.index,
+            generation: GENERATION_MASK,
+        };
+        reg.release(key);
+        let next = reg.reserve();
+        assert_eq!(next.generation, 0);
+        assert_eq!(next.to_user_data() & INTERNAL_TAG, 0);
+    }
+}

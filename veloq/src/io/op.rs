@@ -1,0 +1,234 @@
+//! Platform-neutral op descriptions and the [`Op`] future that carries one
+//! through the driver.
+//!
+//! A description names the handle, the raw memory and the arguments of one
+//! kernel operation. It holds raw pointers into a buffer that the [`Op`]
+//! future owns (the `keep` value); the future hands the buffer back with the
+//! result, or, if it is dropped first, gives it to the driver to keep alive
+//! until the kernel has finished with it.
+//!
+//! Each backend implements [`IntoPlatformOp`] for every description.
+
+use std::any::Any;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::io::driver::{Driver, IntoPlatformOp, OpKey, PlatformDriver};
+use crate::runtime::context;
+use crate::sys::RawFd;
+
+/// What a completed op reports.
+#[derive(Debug)]
+pub(crate) struct OpOutput {
+    /// Bytes transferred; for `Accept` and `Open` the new handle.
+    pub(crate) res: io::Result<usize>,
+    /// The peer address (`Accept`, `RecvFrom`).
+    pub(crate) addr: Option<SocketAddr>,
+}
+
+/// The error every driver reports for an op that was cancelled
+/// (`ECANCELED` on Linux, `ERROR_OPERATION_ABORTED` on Windows).
+pub(crate) fn cancelled() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "operation cancelled")
+}
+
+/// Read `len` bytes at `offset` into `buf` (files). `fixed` is the
+/// registered-buffer index when `buf` lies in registered memory.
+pub(crate) struct ReadFixed {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *mut u8,
+    pub(crate) len: u32,
+    pub(crate) offset: u64,
+    pub(crate) fixed: Option<u16>,
+}
+
+/// Write `len` bytes of `buf` at `offset` (files).
+pub(crate) struct WriteFixed {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *const u8,
+    pub(crate) len: u32,
+    pub(crate) offset: u64,
+    pub(crate) fixed: Option<u16>,
+}
+
+/// Send on a connected socket.
+pub(crate) struct Send {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *const u8,
+    pub(crate) len: u32,
+}
+
+/// Receive on a connected socket.
+pub(crate) struct Recv {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *mut u8,
+    pub(crate) len: u32,
+}
+
+/// Send a datagram to `addr`.
+pub(crate) struct SendTo {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *const u8,
+    pub(crate) len: u32,
+    pub(crate) addr: SocketAddr,
+}
+
+/// Receive a datagram and its source address.
+pub(crate) struct RecvFrom {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *mut u8,
+    pub(crate) len: u32,
+}
+
+/// Connect a stream socket to `addr`.
+pub(crate) struct Connect {
+    pub(crate) fd: RawFd,
+    pub(crate) addr: SocketAddr,
+}
+
+/// Accept one connection on a listening socket. `ipv6` says which family
+/// the listener (and so the accepted socket) has; IOCP pre-creates the
+/// accepted socket with it.
+pub(crate) struct Accept {
+    pub(crate) fd: RawFd,
+    pub(crate) ipv6: bool,
+}
+
+/// How a file is opened (mirrors `fs::OpenOptions`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OpenFlags {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+    pub(crate) append: bool,
+    pub(crate) truncate: bool,
+    pub(crate) create: bool,
+    pub(crate) create_new: bool,
+    /// Unix permission bits for a created file.
+    pub(crate) mode: u32,
+}
+
+/// Open (or create) a file. The output is the new handle.
+pub(crate) struct Open {
+    pub(crate) path: PathBuf,
+    pub(crate) flags: OpenFlags,
+}
+
+/// Close a handle.
+pub(crate) struct Close {
+    pub(crate) fd: RawFd,
+}
+
+/// Flush a file's data (and metadata unless `data_only`) to the device.
+pub(crate) struct Fsync {
+    pub(crate) fd: RawFd,
+    pub(crate) data_only: bool,
+}
+
+/// Flush a byte range of a file (Linux `sync_file_range`; a whole-file
+/// flush on Windows, which has no ranged equivalent).
+pub(crate) struct SyncFileRange {
+    pub(crate) fd: RawFd,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// Reserve disk space for a byte range of a file.
+pub(crate) struct Fallocate {
+    pub(crate) fd: RawFd,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+enum State {
+    /// In flight in the driver under this key.
+    Submitted(OpKey),
+    /// Submission failed; the error is reported on first poll.
+    Failed(io::Error),
+    /// The output has been taken.
+    Done,
+}
+
+/// A future for one in-flight op; resolves to the op's output and the value
+/// it kept alive (the buffer).
+///
+/// Dropping it before completion cancels the op; `keep` then goes to the
+/// driver, which frees it when the kernel's completion arrives.
+pub(crate) struct Op<K: 'static> {
+    state: State,
+    keep: Option<K>,
+}
+
+impl<K: 'static> Op<K> {
+    /// Submits `desc` to the current runtime's driver. `keep` is whatever the
+    /// kernel may touch through `desc`'s pointers (usually the buffer).
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    pub(crate) fn submit<T: IntoPlatformOp<PlatformDriver>>(desc: T, keep: K) -> Op<K> {
+        let state = context::with_driver(|driver| {
+            let key = driver.reserve()?;
+            driver.submit(key, desc.into_platform_op())?;
+            Ok(key)
+        });
+        let state = match state {
+            Ok(key) => State::Submitted(key),
+            Err(e) => State::Failed(e),
+        };
+        Op {
+            state,
+            keep: Some(keep),
+        }
+    }
+}
+
+impl<K: 'static> Future for Op<K> {
+    type Output = (OpOutput, K);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // `Op` holds no self-references; it is `Unpin` whenever `K` is, and
+        // we never move out of anything pinned.
+        let this = unsafe_unpin(self);
+        let out = match std::mem::replace(&mut this.state, State::Done) {
+            State::Submitted(key) => {
+                match context::with_driver(|driver| driver.poll_op(key, cx)) {
+                    Poll::Ready(out) => out,
+                    Poll::Pending => {
+                        this.state = State::Submitted(key);
+                        return Poll::Pending;
+                    }
+                }
+            }
+            State::Failed(e) => OpOutput {
+                res: Err(e),
+                addr: None,
+            },
+            State::Done => panic!("veloq: op future polled after completion"),
+        };
+        let keep = this.keep.take().expect("op keep-alive taken twice");
+        Poll::Ready((out, keep))
+    }
+}
+
+/// Projects a pinned `Op` to `&mut Op`.
+fn unsafe_unpin<K>(op: Pin<&mut Op<K>>) -> &mut Op<K> {
+    // SAFETY: `Op` is never structurally pinned: neither `state` nor `keep`
+    // is treated as pinned (the kernel holds pointers into `keep`'s heap
+    // memory, never into the `Op` itself), so handing out `&mut` is sound.
+    unsafe { op.get_unchecked_mut() }
+}
+
+impl<K: 'static> Drop for Op<K> {
+    fn drop(&mut self) {
+        if let State::Submitted(key) = self.state {
+            let keep = self.keep.take().map(|k| Box::new(k) as Box<dyn Any>);
+            // A runtime that is already gone has drained its ops; there is
+            // nothing left to cancel then.
+            context::try_with_driver(|driver| driver.cancel(key, keep));
+        }
+    }
+}
