@@ -54,7 +54,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-pub(crate) use op_registry::{OpKey, OpRegistry};
+pub(crate) use op_registry::OpKey;
 pub(crate) use timer::TimerWheel;
 
 use crate::io::op::OpOutput;
@@ -171,6 +171,11 @@ pub(crate) trait Driver: Sized {
     ///
     /// Each `(ptr, len)` must stay valid until the driver is dropped.
     unsafe fn register_buffers(&mut self, bufs: &[(*mut u8, usize)]) -> io::Result<Option<u16>>;
+
+    /// Releases `count` registered buffers starting at index `first` (a
+    /// `BufPool` going away). Ops that still use them keep their memory
+    /// alive through their `FixedBuf`s.
+    fn unregister_buffers(&mut self, first: u16, count: u16);
 
     /// The timer wheel that gives `wait` its deadline.
     fn timers(&mut self) -> &mut TimerWheel;

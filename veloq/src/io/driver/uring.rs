@@ -50,6 +50,9 @@ impl Driver for UringDriver {
     unsafe fn register_buffers(&mut self, _bufs: &[(*mut u8, usize)]) -> io::Result<Option<u16>> {
         todo!()
     }
+    fn unregister_buffers(&mut self, _first: u16, _count: u16) {
+        todo!()
+    }
     fn timers(&mut self) -> &mut TimerWheel {
         todo!()
     }
