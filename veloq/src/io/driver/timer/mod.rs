@@ -1,43 +1,333 @@
-//! STUB (owned by the runtime/timer helper): hierarchical timer wheel.
+//! Hierarchical timer wheel: the driver's timers.
+//!
+//! Every driver owns one `TimerWheel`. `time::Sleep` inserts a timer and
+//! polls it; the driver bounds each `wait` by [`TimerWheel::next_deadline`]
+//! and calls [`TimerWheel::expire`] after it, which wakes every timer that
+//! is due.
+//!
+//! # Time
+//!
+//! The wheel counts *ticks* of 1 ms since the `Instant` it was created
+//! with. A deadline is rounded **up** to the next whole tick, and a tick
+//! counts as reached only once `now` is at or past it, so a timer never
+//! fires before its deadline; it fires at most one tick (plus however long
+//! the driver takes to come back from its wait) after it.
+//!
+//! # Levels
+//!
+//! Six levels of 64 slots. A slot at level `n` spans `64^n` ticks, so one
+//! rotation of level `n` spans `64^(n+1)` ticks:
+//!
+//! ```text
+//! level  slot width        one rotation (64 slots)
+//!   0    1 ms              64 ms
+//!   1    64 ms             ~4.1 s
+//!   2    ~4.1 s            ~4.5 min
+//!   3    ~4.5 min          ~4.8 h
+//!   4    ~4.8 h            ~12.7 days
+//!   5    ~12.7 days        ~2.2 years
+//! ```
+//!
+//! A timer due at tick `t`, while the wheel stands at tick `elapsed`, goes
+//! to the level of the highest bit in which `t` and `elapsed` differ
+//! (`level_for`), in slot `(t >> 6·level) & 63`. All higher bits are
+//! equal, so that slot lies strictly ahead of the wheel's current slot at
+//! that level and no slot ever holds timers from two rotations. Timers
+//! beyond the top level's current rotation (more than ~2.2 years out) wait
+//! in an overflow list that is re-examined when that rotation ends.
+//!
+//! When the wheel reaches the first tick of an occupied slot, the slot is
+//! emptied: timers due at that tick fire, the rest move to a lower level
+//! (a *cascade*). Each level keeps an `occupied` bitfield, so finding the
+//! next slot with work is one `trailing_zeros` per level.
+//!
+//! # Invariants
+//!
+//! - Every pending timer is linked in exactly one list (a slot or the
+//!   overflow list) and its `Location` says which.
+//! - At every level, occupied slots are strictly after the wheel's current
+//!   slot at that level (in the current rotation).
+//! - `elapsed` never moves past the first tick of an occupied slot without
+//!   that slot being processed.
+//!
+//! # Costs
+//!
+//! `insert` and `remove` are O(1); `next_deadline` is O(levels); `expire`
+//! is O(timers fired + timers cascaded). A timer cascades at most once per
+//! level. No heap allocation happens once the entry store has grown to the
+//! peak number of live timers.
+
+mod entries;
+mod level;
+#[cfg(test)]
+mod tests;
 
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Identifies one timer in the wheel (index + generation).
+use entries::{Entries, Location, State, NIL};
+use level::{Level, LEVELS};
+
+/// Due ticks are clamped to this (about 146 million years), so tick
+/// arithmetic can never overflow.
+const MAX_TICK: u64 = u64::MAX >> 2;
+
+/// Identifies one timer in the wheel.
+///
+/// ```text
+///  63                  32 31                   0
+/// +----------------------+----------------------+
+/// | generation (32 bit)  | entry index (32 bit) |
+/// +----------------------+----------------------+
+/// ```
+///
+/// A key whose generation no longer matches its entry is *stale*: the
+/// timer it named has fired and been consumed, or was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TimerKey(pub(crate) u64);
 
-/// Hierarchical timer wheel: O(1) insert and cancel.
-pub(crate) struct TimerWheel {}
+impl TimerKey {
+    fn new(index: u32, generation: u32) -> Self {
+        TimerKey(((generation as u64) << 32) | index as u64)
+    }
+
+    fn index(self) -> u32 {
+        self.0 as u32
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// Hierarchical timer wheel; see the module docs.
+pub(crate) struct TimerWheel {
+    /// Tick 0.
+    start: Instant,
+    /// The tick the wheel has processed up to: every timer due at or
+    /// before it has fired.
+    elapsed: u64,
+    levels: [Level; LEVELS],
+    /// Head of the overflow list.
+    overflow: u32,
+    entries: Entries,
+    /// Timers inserted and neither fired nor removed.
+    pending: usize,
+}
 
 impl TimerWheel {
-    /// A wheel whose time starts at `start`.
-    pub(crate) fn new(_start: Instant) -> Self {
-        todo!()
+    /// A wheel whose tick 0 is `start`.
+    pub(crate) fn new(start: Instant) -> Self {
+        TimerWheel {
+            start,
+            elapsed: 0,
+            levels: [const { Level::new() }; LEVELS],
+            overflow: NIL,
+            entries: Entries::new(),
+            pending: 0,
+        }
     }
+
     /// Adds a timer that wakes `waker` at `deadline`.
-    pub(crate) fn insert(&mut self, _deadline: Instant, _waker: &Waker) -> TimerKey {
-        todo!()
+    ///
+    /// A deadline the wheel has already passed fires at once: `waker` is
+    /// woken before this returns and the next `poll` is `Ready`.
+    pub(crate) fn insert(&mut self, deadline: Instant, waker: &Waker) -> TimerKey {
+        let tick = self.tick_at_or_after(deadline);
+        let (index, generation) = self.entries.alloc(tick, Some(waker.clone()));
+        if tick <= self.elapsed {
+            self.entries.at(index).state = State::Fired;
+            waker.wake_by_ref();
+        } else {
+            self.pending += 1;
+            self.link(index);
+        }
+        TimerKey::new(index, generation)
     }
-    /// `Ready` once the timer fired (the entry is then freed); otherwise
-    /// updates the waker.
-    pub(crate) fn poll(&mut self, _key: TimerKey, _cx: &mut Context<'_>) -> Poll<()> {
-        todo!()
+
+    /// `Ready` once the timer has fired, freeing its entry (the key is stale
+    /// from then on); otherwise stores `cx`'s waker (unless it would wake
+    /// the same task already) and returns `Pending`.
+    ///
+    /// A stale key is `Ready`: there is nothing left to wait for.
+    pub(crate) fn poll(&mut self, key: TimerKey, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(entry) = self.entries.live(key.index(), key.generation()) else {
+            return Poll::Ready(());
+        };
+        match entry.state {
+            State::Fired => {
+                self.entries.free(key.index());
+                Poll::Ready(())
+            }
+            State::Pending(_) => {
+                match &mut entry.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            State::Vacant => unreachable!("live() never returns a vacant entry"),
+        }
     }
-    /// Cancels a timer; a no-op for a fired or stale key.
-    pub(crate) fn remove(&mut self, _key: TimerKey) {
-        todo!()
+
+    /// Cancels a timer (pending or fired but not yet polled), freeing its
+    /// entry. A no-op for a stale key.
+    pub(crate) fn remove(&mut self, key: TimerKey) {
+        let Some(entry) = self.entries.live(key.index(), key.generation()) else {
+            return;
+        };
+        if let State::Pending(_) = entry.state {
+            self.unlink(key.index());
+            self.pending -= 1;
+            self.entries.at(key.index()).state = State::Fired;
+        }
+        // Dropped here, outside any list: a waker's destructor may run
+        // arbitrary code.
+        let waker = self.entries.free(key.index());
+        drop(waker);
     }
-    /// The earliest deadline of any live timer.
+
+    /// When the wheel next has work: the deadline of the earliest pending
+    /// timer, or earlier — the first tick of a higher-level slot that must
+    /// be cascaded before that timer can fire. `None` when no timer is
+    /// pending.
+    ///
+    /// A driver that waits until this instant and then calls `expire`
+    /// never misses a deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        todo!()
+        let (_, tick) = self.next_expiration()?;
+        // A tick too far for `Instant` (centuries) is as good as never.
+        self.start.checked_add(Duration::from_millis(tick))
     }
-    /// Fires every timer due at `now`, waking its waker; returns how many.
-    pub(crate) fn expire(&mut self, _now: Instant) -> usize {
-        todo!()
+
+    /// Fires every timer due at `now` (cascading higher-level slots on the
+    /// way), waking their wakers; returns how many fired.
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        let now_tick = self.tick_reached_by(now);
+        let mut fired = 0;
+        while let Some((location, tick)) = self.next_expiration() {
+            if tick > now_tick {
+                break;
+            }
+            debug_assert!(tick >= self.elapsed, "wheel time went backwards");
+            self.elapsed = tick;
+            let mut index = match location {
+                Location::Slot { level, slot } => self.levels[level as usize].take(slot as usize),
+                Location::Overflow => std::mem::replace(&mut self.overflow, NIL),
+            };
+            while index != NIL {
+                let entry = self.entries.at(index);
+                let next = entry.next;
+                entry.prev = NIL;
+                entry.next = NIL;
+                if entry.tick <= tick {
+                    entry.state = State::Fired;
+                    let waker = entry.waker.take();
+                    self.pending -= 1;
+                    fired += 1;
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                } else {
+                    self.link(index);
+                }
+                index = next;
+            }
+        }
+        self.elapsed = self.elapsed.max(now_tick);
+        fired
     }
-    /// Live timers.
+
+    /// Timers pending (inserted, neither fired nor removed).
     pub(crate) fn len(&self) -> usize {
-        todo!()
+        self.pending
+    }
+
+    /// Whether no timer is pending.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// The first tick at or after `deadline` (rounding up).
+    fn tick_at_or_after(&self, deadline: Instant) -> u64 {
+        let since = deadline.saturating_duration_since(self.start);
+        let ticks = since.as_nanos().div_ceil(1_000_000);
+        u64::try_from(ticks).unwrap_or(MAX_TICK).min(MAX_TICK)
+    }
+
+    /// The last tick `now` has reached (rounding down).
+    fn tick_reached_by(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.start);
+        u64::try_from(since.as_millis())
+            .unwrap_or(MAX_TICK)
+            .min(MAX_TICK)
+    }
+
+    /// The earliest list with work and the tick at which it is due.
+    fn next_expiration(&self) -> Option<(Location, u64)> {
+        for (n, level) in self.levels.iter().enumerate() {
+            let digit = level::slot_of(self.elapsed, n);
+            debug_assert!(
+                !level.occupied_at_or_before(digit),
+                "level {n} has an occupied slot at or behind the wheel"
+            );
+            // Lower levels' slots all lie within the current slot of the
+            // level above, so the first level with an occupied slot ahead
+            // holds the earliest work.
+            if let Some(slot) = level.next_occupied_after(digit) {
+                let location = Location::Slot {
+                    level: n as u8,
+                    slot: slot as u8,
+                };
+                return Some((location, level::slot_start(self.elapsed, n, slot)));
+            }
+        }
+        (self.overflow != NIL)
+            .then(|| (Location::Overflow, level::next_rotation_start(self.elapsed)))
+    }
+
+    /// Links pending entry `index` (due after `elapsed`) where it belongs.
+    fn link(&mut self, index: u32) {
+        let tick = self.entries.at(index).tick;
+        debug_assert!(tick > self.elapsed);
+        let location = match level::level_for(self.elapsed, tick) {
+            Some(n) => {
+                let slot = level::slot_of(tick, n);
+                let mut head = self.levels[n].head(slot);
+                self.entries.push_front(&mut head, index);
+                self.levels[n].set_head(slot, head);
+                Location::Slot {
+                    level: n as u8,
+                    slot: slot as u8,
+                }
+            }
+            None => {
+                let mut head = self.overflow;
+                self.entries.push_front(&mut head, index);
+                self.overflow = head;
+                Location::Overflow
+            }
+        };
+        self.entries.at(index).state = State::Pending(location);
+    }
+
+    /// Unlinks pending entry `index` from its list.
+    fn unlink(&mut self, index: u32) {
+        let State::Pending(location) = self.entries.at(index).state else {
+            unreachable!("unlink of an entry that is not pending");
+        };
+        match location {
+            Location::Slot { level, slot } => {
+                let level = &mut self.levels[level as usize];
+                let mut head = level.head(slot as usize);
+                self.entries.unlink(&mut head, index);
+                level.set_head(slot as usize, head);
+            }
+            Location::Overflow => {
+                let mut head = self.overflow;
+                self.entries.unlink(&mut head, index);
+                self.overflow = head;
+            }
+        }
     }
 }
