@@ -1,1 +1,33 @@
-//! STUB
+//! TCP and UDP sockets driven by the runtime's completion-based driver.
+//!
+//! Every operation takes an owned buffer and hands it back with the result
+//! ([`BufResult`](crate::BufResult)); the kernel works on the buffer while
+//! the operation is in flight, and dropping the operation's future cancels
+//! it (the driver keeps the buffer alive until the kernel lets go).
+//!
+//! # Invariants
+//!
+//! - Every socket this module creates or accepts is passed to the driver's
+//!   `register_handle` exactly once, before its first operation (on Windows
+//!   this associates it with the completion port).
+//! - The types are `!Send` and `!Sync`: a socket belongs to the runtime
+//!   thread that created it, because its operations (and, on Windows, its
+//!   completion port) belong to that thread's driver. Create sockets inside
+//!   the task or worker that uses them (see `veloq::spawn_on`).
+//! - Creating a socket outside a veloq runtime panics.
+//!
+//! Addresses are given as anything [`ToSocketAddrs`](std::net::ToSocketAddrs)
+//! accepts. An address that cannot be parsed or resolved is an
+//! [`InvalidInput`](std::io::ErrorKind::InvalidInput) error. Name lookup
+//! (a host name rather than an IP address) blocks the thread like std's
+//! does; pass a `SocketAddr` to avoid it.
+
+mod addr;
+mod socket;
+mod tcp_listener;
+mod tcp_stream;
+mod udp;
+
+pub use tcp_listener::TcpListener;
+pub use tcp_stream::TcpStream;
+pub use udp::UdpSocket;

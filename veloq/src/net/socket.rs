@@ -1,0 +1,201 @@
+//! The socket shared by TCP and UDP: a `socket2::Socket` registered with
+//! the current runtime's driver, plus the buffer loops (`recv`, `send`,
+//! `recv_exact`, `send_all`) both protocols use.
+//!
+//! # Invariants
+//!
+//! - `fd` is `inner`'s raw handle; it was passed to `register_handle`
+//!   exactly once, when the `Socket` was built.
+//! - An op's description points into the buffer that its [`Op`] future
+//!   owns as `keep`, so the memory stays put (and alive) for as long as the
+//!   kernel may touch it, even if the future is dropped.
+//! - `!Send`/`!Sync` through `_not_send` (see the `net` module docs).
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, SockAddr, Type};
+
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::io::driver::Driver;
+use crate::io::op::{Op, Recv, Send};
+use crate::runtime::context;
+use crate::sys::{self, RawFd};
+
+/// A registered socket.
+pub(crate) struct Socket {
+    inner: socket2::Socket,
+    fd: RawFd,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Clamps a buffer length to what one op can carry.
+pub(crate) fn op_len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Socket {
+    /// Creates a socket of `ty` for `addr`'s family and registers it.
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    pub(crate) fn new(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+        let inner = socket2::Socket::new(Domain::for_address(*addr), ty, Some(protocol))?;
+        Socket::register(inner)
+    }
+
+    /// Wraps a handle an `Accept` op returned and registers it.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be an open socket that nothing else owns.
+    pub(crate) unsafe fn from_accepted(fd: RawFd) -> io::Result<Socket> {
+        // SAFETY: the caller passes sole ownership of the open socket; from
+        // here on `socket2::Socket` closes it exactly once.
+        let inner = unsafe { sys::socket_from_raw(fd) };
+        Socket::register(inner)
+    }
+
+    fn register(inner: socket2::Socket) -> io::Result<Socket> {
+        let fd = sys::socket_fd(&inner);
+        // On failure `inner` is dropped here, closing the socket.
+        context::with_driver(|d| d.register_handle(fd))?;
+        Ok(Socket {
+            inner,
+            fd,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The socket2 socket, for synchronous option calls.
+    pub(crate) fn inner(&self) -> &socket2::Socket {
+        &self.inner
+    }
+
+    /// The raw handle the ops name.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        to_std(self.inner.local_addr()?)
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        to_std(self.inner.peer_addr()?)
+    }
+
+    /// One receive into `buf[..bytes_total]`; marks the received bytes
+    /// initialised.
+    pub(crate) async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.recv_at(buf, 0).await
+    }
+
+    /// One send of `buf[..bytes_init]`.
+    pub(crate) async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.send_at(buf, 0).await
+    }
+
+    /// Receives until `buf[..bytes_total]` is full; `UnexpectedEof` if the
+    /// peer closes first (the bytes received so far are marked initialised).
+    pub(crate) async fn recv_exact<B: IoBufMut>(&self, mut buf: B) -> BufResult<(), B> {
+        let total = buf.bytes_total();
+        let mut filled = 0;
+        while filled < total {
+            let (res, b) = self.recv_at(buf, filled).await;
+            buf = b;
+            match res {
+                Ok(0) => return (Err(eof()), buf),
+                Ok(n) => filled += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Sends until all of `buf[..bytes_init]` is sent.
+    pub(crate) async fn send_all<B: IoBuf>(&self, mut buf: B) -> BufResult<(), B> {
+        let total = buf.bytes_init();
+        let mut sent = 0;
+        while sent < total {
+            let (res, b) = self.send_at(buf, sent).await;
+            buf = b;
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Receives into `buf[off..bytes_total]` and marks `buf[..off + n]`
+    /// initialised. `off <= bytes_total`, and `buf[..off]` is initialised.
+    async fn recv_at<B: IoBufMut>(&self, mut buf: B, off: usize) -> BufResult<usize, B> {
+        let total = buf.bytes_total();
+        debug_assert!(off <= total);
+        // `wrapping_add` stays inside the buffer because `off <= total`.
+        let ptr = buf.stable_mut_ptr().wrapping_add(off);
+        let len = op_len(total - off);
+        let desc = Recv {
+            fd: self.fd,
+            buf: ptr,
+            len,
+        };
+        let (out, mut buf) = Op::submit(desc, buf).await;
+        if let Ok(n) = out.res {
+            assert!(
+                n <= len as usize,
+                "driver reported more bytes than requested"
+            );
+            // SAFETY: the kernel wrote `n` bytes at `off`, and the caller
+            // guarantees `buf[..off]` was initialised; `off + n <= total`.
+            unsafe { buf.set_init(off + n) };
+        }
+        (out.res, buf)
+    }
+
+    /// Sends `buf[off..bytes_init]`. `off <= bytes_init`.
+    async fn send_at<B: IoBuf>(&self, buf: B, off: usize) -> BufResult<usize, B> {
+        let init = buf.bytes_init();
+        debug_assert!(off <= init);
+        // `wrapping_add` stays inside the buffer because `off <= init`.
+        let ptr = buf.stable_ptr().wrapping_add(off);
+        let desc = Send {
+            fd: self.fd,
+            buf: ptr,
+            len: op_len(init - off),
+        };
+        let (out, buf) = Op::submit(desc, buf).await;
+        (out.res, buf)
+    }
+
+    /// Formats the socket for the public types' `Debug` impls.
+    pub(crate) fn fmt_debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct(name);
+        d.field("fd", &self.fd);
+        if let Ok(a) = self.local_addr() {
+            d.field("local_addr", &a);
+        }
+        if let Ok(a) = self.peer_addr() {
+            d.field("peer_addr", &a);
+        }
+        d.finish()
+    }
+}
+
+/// Converts a socket2 address to std's; only IP sockets are made here.
+pub(crate) fn to_std(a: SockAddr) -> io::Result<SocketAddr> {
+    a.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "socket address is not IP"))
+}
+
+fn eof() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "stream closed before the buffer was full",
+    )
+}

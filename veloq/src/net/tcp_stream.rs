@@ -1,0 +1,155 @@
+//! [`TcpStream`]: a connected TCP socket whose reads and writes are driver
+//! ops on owned buffers.
+
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+
+use socket2::{Protocol, Type};
+
+use super::addr;
+use super::socket::Socket;
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::io::op::{Connect, Op};
+
+/// A connected TCP stream.
+///
+/// Reads and writes take an owned buffer and give it back with the result.
+/// Methods take `&self`, so one task may read while another writes.
+///
+/// ```no_run
+/// use veloq::net::TcpStream;
+///
+/// async fn ping() -> std::io::Result<()> {
+///     let stream = TcpStream::connect("127.0.0.1:8080").await?;
+///     stream.set_nodelay(true)?;
+///     let (res, _) = stream.write_all(b"ping".to_vec()).await;
+///     res?;
+///     let (res, buf) = stream.read(vec![0u8; 1024]).await;
+///     let n = res?;
+///     println!("got {:?}", &buf[..n]);
+///     Ok(())
+/// }
+///
+/// veloq::block_on(ping()).unwrap();
+/// ```
+pub struct TcpStream {
+    socket: Socket,
+}
+
+impl TcpStream {
+    pub(crate) fn from_socket(socket: Socket) -> TcpStream {
+        TcpStream { socket }
+    }
+
+    /// Connects to `addr`, trying each resolved address in turn until one
+    /// accepts.
+    ///
+    /// Dropping the future cancels the connect and closes the socket.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an address that cannot be parsed or resolved;
+    /// otherwise the last address's error (e.g. `ConnectionRefused`).
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last = None;
+        for a in addr::resolve(addr)? {
+            match TcpStream::connect_one(a).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("resolve yields at least one address"))
+    }
+
+    async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = Socket::new(&addr, Type::STREAM, Protocol::TCP)?;
+        let desc = Connect {
+            fd: socket.fd(),
+            addr,
+        };
+        let (out, ()) = Op::submit(desc, ()).await;
+        out.res?;
+        Ok(TcpStream { socket })
+    }
+
+    /// Reads once into `buf[..bytes_total]`; returns how many bytes came
+    /// (`0` once the peer has closed its side) and marks them initialised.
+    ///
+    /// Dropping the future cancels the read; the driver holds the buffer
+    /// until the kernel has let go of it, then drops it.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.recv(buf).await
+    }
+
+    /// Writes once from `buf[..bytes_init]`; returns how many bytes the
+    /// kernel took (possibly fewer than offered).
+    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.send(buf).await
+    }
+
+    /// Reads until `buf[..bytes_total]` is full.
+    ///
+    /// # Errors
+    ///
+    /// `UnexpectedEof` if the peer closes first.
+    ///
+    /// ```no_run
+    /// # veloq::block_on(async {
+    /// # let stream = veloq::net::TcpStream::connect("127.0.0.1:8080").await?;
+    /// let (res, header) = stream.read_exact(vec![0u8; 16]).await;
+    /// res?;
+    /// assert_eq!(header.len(), 16);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
+        self.socket.recv_exact(buf).await
+    }
+
+    /// Writes all of `buf[..bytes_init]`, issuing further writes from the
+    /// same buffer after a partial one.
+    ///
+    /// # Errors
+    ///
+    /// `WriteZero` if the kernel accepts no bytes.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        self.socket.send_all(buf).await
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm when `true`).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.socket.inner().set_tcp_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.socket.inner().tcp_nodelay()
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Shuts down the read side, the write side or both (synchronously).
+    /// After `Shutdown::Write` the peer's reads return `0`.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket.inner().shutdown(how)
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.socket.fmt_debug("TcpStream", f)
+    }
+}

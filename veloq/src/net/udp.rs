@@ -1,0 +1,138 @@
+//! [`UdpSocket`]: datagrams sent and received as driver ops on owned
+//! buffers.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use socket2::{Protocol, SockAddr, Type};
+
+use super::addr;
+use super::socket::{op_len, Socket};
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::io::op::{Op, RecvFrom, SendTo};
+
+/// A UDP socket.
+///
+/// ```no_run
+/// use veloq::net::UdpSocket;
+///
+/// async fn echo_once() -> std::io::Result<()> {
+///     let socket = UdpSocket::bind("127.0.0.1:0")?;
+///     let (res, buf) = socket.recv_from(vec![0u8; 1500]).await;
+///     let (n, from) = res?;
+///     let (res, _) = socket.send_to(buf[..n].to_vec(), from).await;
+///     res?;
+///     Ok(())
+/// }
+///
+/// veloq::block_on(echo_once()).unwrap();
+/// ```
+pub struct UdpSocket {
+    socket: Socket,
+}
+
+impl UdpSocket {
+    /// Creates a socket bound to `addr` (IPv4 or IPv6); each resolved
+    /// address is tried in turn.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an address that cannot be parsed or resolved;
+    /// otherwise the last address's error.
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        addr::try_each(addr, |a| {
+            let socket = Socket::new(&a, Type::DGRAM, Protocol::UDP)?;
+            socket.inner().bind(&SockAddr::from(a))?;
+            Ok(UdpSocket { socket })
+        })
+    }
+
+    /// Sets the default destination for [`send`](Self::send) and the only
+    /// source [`recv`](Self::recv) accepts. Each resolved address is tried
+    /// in turn. (A UDP connect only records the address; it completes at
+    /// once.)
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        addr::try_each(addr, |a| self.socket.inner().connect(&SockAddr::from(a)))
+    }
+
+    /// Sends `buf[..bytes_init]` as one datagram to `addr` (its first
+    /// resolved address); returns the bytes sent.
+    pub async fn send_to<B: IoBuf>(&self, buf: B, addr: impl ToSocketAddrs) -> BufResult<usize, B> {
+        let addr = match addr::resolve_one(addr) {
+            Ok(a) => a,
+            Err(e) => return (Err(e), buf),
+        };
+        let desc = SendTo {
+            fd: self.socket.fd(),
+            buf: buf.stable_ptr(),
+            len: op_len(buf.bytes_init()),
+            addr,
+        };
+        let (out, buf) = Op::submit(desc, buf).await;
+        (out.res, buf)
+    }
+
+    /// Receives one datagram into `buf[..bytes_total]`; returns its length
+    /// and source address. A datagram longer than the buffer is truncated.
+    pub async fn recv_from<B: IoBufMut>(&self, mut buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let len = op_len(buf.bytes_total());
+        let desc = RecvFrom {
+            fd: self.socket.fd(),
+            buf: buf.stable_mut_ptr(),
+            len,
+        };
+        let (out, mut buf) = Op::submit(desc, buf).await;
+        let n = match out.res {
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        };
+        assert!(
+            n <= len as usize,
+            "driver reported more bytes than requested"
+        );
+        // SAFETY: the kernel wrote the datagram's first `n` bytes at the
+        // start of the buffer, and `n <= bytes_total`.
+        unsafe { buf.set_init(n) };
+        match out.addr {
+            Some(from) => (Ok((n, from)), buf),
+            None => (
+                Err(io::Error::other(
+                    "driver reported no source address for a datagram",
+                )),
+                buf,
+            ),
+        }
+    }
+
+    /// Sends `buf[..bytes_init]` as one datagram to the connected address.
+    pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.send(buf).await
+    }
+
+    /// Receives one datagram from the connected address into
+    /// `buf[..bytes_total]`; returns its length.
+    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.socket.recv(buf).await
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The connected address (`NotConnected` before [`connect`](Self::connect)).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()
+    }
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.socket.fmt_debug("UdpSocket", f)
+    }
+}
