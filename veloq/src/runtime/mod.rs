@@ -1,51 +1,131 @@
-//! STUB (owned by the runtime helper): executor, tasks, builder.
+//! The executor: a single-threaded runtime that runs futures and tasks on
+//! the thread that created it, around one I/O driver.
+//!
+//! - [`block_on`] runs a future to completion on a fresh runtime for this
+//!   thread; [`Runtime`] (from [`Runtime::builder`]) is the same with
+//!   settings and a lifetime of its own.
+//! - [`spawn`] starts a task on the current runtime; tasks need not be
+//!   `Send`, and a [`JoinHandle`] awaits or aborts one.
+//! - [`yield_now`] lets the other tasks run.
+//!
+//! Calling [`spawn`] (or any I/O or timer) outside a runtime panics with a
+//! message saying so, as does starting a runtime inside a runtime.
+//!
+//! The pieces: `context` (the thread's current runtime), `executor` (the
+//! loop, [`Runtime`]), `scheduler` (run queues, wakes), `task` (what a
+//! spawned future is wrapped in), `join` ([`JoinHandle`], [`JoinError`]),
+//! `builder` ([`Builder`]).
+//!
+//! The attribute macros must be put on an `async fn`:
+//!
+//! ```compile_fail
+//! #[veloq::main]
+//! fn main() {}
+//! ```
+//!
+//! ```compile_fail
+//! #[veloq::test]
+//! fn not_async() {}
+//! ```
 
+mod builder;
 pub(crate) mod context;
+mod executor;
+mod join;
+mod scheduler;
+mod task;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Runs `fut` to completion on a runtime created for this thread.
-pub fn block_on<F: Future>(_fut: F) -> F::Output {
-    todo!()
+pub use crate::io::driver::DriverStats;
+pub use builder::Builder;
+pub use executor::Runtime;
+pub use join::{JoinError, JoinHandle};
+
+use crate::io::driver::Driver;
+
+/// Runs `fut` to completion on a runtime created for this thread, and
+/// drops the runtime (cancelling any tasks still running) before returning.
+///
+/// ```no_run
+/// let n = veloq::block_on(async {
+///     let task = veloq::spawn(async { 20 });
+///     task.await.unwrap() + 22
+/// });
+/// assert_eq!(n, 42);
+/// ```
+///
+/// # Panics
+///
+/// If a runtime is already running on this thread, if the driver cannot
+/// start (e.g. io_uring is disabled), and with whatever `fut` panics with.
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    if context::is_running() {
+        panic!(
+            "veloq: cannot start a runtime from within a runtime: block_on was called while a \
+             runtime is already running on this thread; spawn the future or .await it instead"
+        );
+    }
+    let rt = Runtime::new().unwrap_or_else(|e| panic!("veloq: failed to start a runtime: {e}"));
+    rt.block_on(fut)
 }
 
-/// Spawns a task on the current runtime.
-pub fn spawn<F: Future + 'static>(_fut: F) -> JoinHandle<F::Output>
+/// Spawns `fut` as a task on the current runtime and returns its handle.
+///
+/// The task starts at the runtime's next turn and runs on this thread;
+/// `fut` need not be `Send`. Dropping the handle detaches the task.
+///
+/// # Panics
+///
+/// Outside a runtime (not within [`block_on`] or `#[veloq::main]`).
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
 where
+    F: Future + 'static,
     F::Output: 'static,
 {
-    todo!()
+    match context::current() {
+        Some(core) => core.scheduler.spawn(fut),
+        None => panic!(
+            "veloq::spawn called outside a runtime: no runtime on this thread; call it from \
+             within veloq::block_on or #[veloq::main]"
+        ),
+    }
 }
 
-/// Yields to other tasks once.
+/// Yields once: the current task (or main future) is queued behind every
+/// task that is already runnable, and continues after they ran.
 pub async fn yield_now() {
-    todo!()
+    YieldNow { yielded: false }.await
 }
 
-/// Handle to a spawned task.
-pub struct JoinHandle<T> {
-    _t: std::marker::PhantomData<T>,
+/// Pending once (waking itself), then ready.
+struct YieldNow {
+    yielded: bool,
 }
 
-impl<T> JoinHandle<T> {
-    /// Cancels the task.
-    pub fn abort(&self) {
-        todo!()
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
-impl<T> Future for JoinHandle<T> {
-    type Output = Result<T, JoinError>;
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        todo!()
-    }
+/// The current runtime's driver counters (completions, waits, ops in
+/// flight).
+///
+/// # Panics
+///
+/// Outside a runtime.
+pub fn driver_stats() -> DriverStats {
+    context::with_driver(|d| d.stats())
 }
-
-/// Why a task did not produce its output.
-#[derive(Debug)]
-pub struct JoinError {}
-
-/// A runtime.
-pub struct Runtime {}

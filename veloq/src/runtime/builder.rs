@@ -1,0 +1,105 @@
+//! [`Builder`]: runtime settings.
+
+use std::io;
+use std::time::Duration;
+
+use super::executor::Runtime;
+use crate::io::driver::DriverConfig;
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```no_run
+/// let rt = veloq::Runtime::builder()
+///     .entries(512)
+///     .max_blocking_threads(8)
+///     .build()?;
+/// rt.block_on(async { /* ... */ });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    workers: usize,
+    config: DriverConfig,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// The default settings: one worker, 256 queue entries, at most 16
+    /// blocking-pool threads.
+    pub fn new() -> Self {
+        Builder {
+            workers: 1,
+            config: DriverConfig::default(),
+        }
+    }
+
+    /// Submission queue size (io_uring) / completions fetched per wait
+    /// (IOCP). Must be at least 1; the backend may round it up.
+    pub fn entries(mut self, entries: u32) -> Self {
+        self.config.entries = entries;
+        self
+    }
+
+    /// Worker threads. Only `1` is supported for now: multi-worker runtimes
+    /// are planned, and `build` reports `ErrorKind::Unsupported` for any
+    /// other count (`ErrorKind::InvalidInput` for 0).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Most threads the blocking-offload pool may run at once (used by
+    /// backends that emulate some file ops on threads, e.g. IOCP's
+    /// open/close/fsync). Must be at least 1.
+    pub fn max_blocking_threads(mut self, threads: usize) -> Self {
+        self.config.max_blocking_threads = threads;
+        self
+    }
+
+    /// How long an idle blocking-pool thread lingers before it exits.
+    pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.config.blocking_keep_alive = keep_alive;
+        self
+    }
+
+    /// Creates the runtime (and its driver) on the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero setting, `Unsupported` for more than one
+    /// worker, and whatever the driver reports when it cannot start (for
+    /// example, io_uring disabled in the kernel).
+    pub fn build(&self) -> io::Result<Runtime> {
+        if self.workers == 0 {
+            return Err(invalid(
+                "veloq: a runtime needs at least one worker (workers(0))",
+            ));
+        }
+        if self.workers != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "veloq: multi-worker runtimes are not supported yet (workers({})); \
+                     use workers(1), one runtime per thread",
+                    self.workers
+                ),
+            ));
+        }
+        if self.config.entries == 0 {
+            return Err(invalid("veloq: entries must be at least 1"));
+        }
+        if self.config.max_blocking_threads == 0 {
+            return Err(invalid("veloq: max_blocking_threads must be at least 1"));
+        }
+        Runtime::with_config(&self.config)
+    }
+}
+
+fn invalid(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
