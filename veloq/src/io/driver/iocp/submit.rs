@@ -1,0 +1,625 @@
+//! Starting each op (`submit_*`) and turning its completion into an
+//! [`OpOutput`] (`complete_*`).
+//!
+//! A `submit_*` function starts its op on the handle in `op.header` and
+//! says what happened ([`SubmissionResult`]):
+//!
+//! - `Pending`: the kernel has the op and one completion packet will
+//!   arrive on the port. That includes an immediate success: without
+//!   `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS` (which veloq does not set) the
+//!   kernel queues the packet either way, so there is one path.
+//! - `Offload(task)`: the op may block (open, close, flush, allocate) and
+//!   runs on the blocking pool, which posts the packet when done.
+//! - `Ready(outcome)`: the op finished at once and no packet will come
+//!   (a read at end of file, which fails synchronously).
+//! - `Err`: the op failed to start (any code but `ERROR_IO_PENDING` /
+//!   `WSA_IO_PENDING`); nothing is in flight and no packet will come.
+//!
+//! Every function here is `unsafe`: it must be called with an op built for
+//! its op type (the payload variant it reads), at the op's final address
+//! (the kernel keeps `&op.header.overlapped` and pointers into the
+//! payload), and for `submit_*`, only once.
+
+use std::ffi::OsStr;
+use std::io;
+use std::mem::size_of;
+use std::os::windows::ffi::OsStrExt;
+use std::os::windows::io::IntoRawSocket;
+use std::ptr;
+
+use windows_sys::Win32::Foundation::{
+    ERROR_HANDLE_EOF, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE,
+};
+use windows_sys::Win32::Networking::WinSock::{
+    bind, getsockname, setsockopt, WSARecv, WSARecvFrom, WSASend, WSASendTo, SOCKADDR, SOCKET,
+    SOCKET_ERROR, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, SO_UPDATE_CONNECT_CONTEXT, WSAEINVAL,
+    WSA_IO_PENDING,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    ReadFile, WriteFile, CREATE_ALWAYS, CREATE_NEW, FILE_GENERIC_WRITE, FILE_WRITE_DATA,
+    OPEN_ALWAYS, OPEN_EXISTING, TRUNCATE_EXISTING,
+};
+use windows_sys::Win32::System::IO::{OVERLAPPED, OVERLAPPED_0, OVERLAPPED_0_0};
+
+use super::blocking::BlockingTask;
+use super::error::{error_from_code, last_error, last_wsa_error, read_result};
+use super::ext::Extensions;
+use super::op::{IocpOp, OwnedHandle, ACCEPT_ADDR_LEN};
+use super::sockaddr::{sockaddr_to_std, unspecified_like, SockAddrBuf};
+use crate::io::op::{OpOutput, OpenFlags};
+use crate::sys::RawFd;
+
+/// What starting an op did; see the module docs.
+pub(crate) enum SubmissionResult {
+    /// In the kernel; one completion packet will come.
+    Pending,
+    /// To run on the blocking pool, which posts the completion.
+    Offload(BlockingTask),
+    /// Done already; no packet will come.
+    Ready(Result<usize, u32>),
+}
+
+use SubmissionResult::{Offload, Pending, Ready};
+
+/// The kernel handle behind a logical handle. veloq's logical handles are
+/// the raw `HANDLE`/`SOCKET` values (there is no handle table), so this is
+/// a cast; it is the one place to change if one is added.
+pub(crate) fn resolve_fd(fd: RawFd) -> usize {
+    fd
+}
+
+fn overlapped(op: &mut IocpOp) -> *mut OVERLAPPED {
+    &mut op.header.overlapped
+}
+
+fn set_offset(op: &mut IocpOp, offset: u64) {
+    op.header.overlapped.Anonymous = OVERLAPPED_0 {
+        Anonymous: OVERLAPPED_0_0 {
+            Offset: offset as u32,
+            OffsetHigh: (offset >> 32) as u32,
+        },
+    };
+}
+
+/// Result of a Win32 call that started an overlapped op: `ok` is its BOOL.
+fn win32_started(ok: i32) -> io::Result<SubmissionResult> {
+    if ok != 0 {
+        return Ok(Pending);
+    }
+    match last_error() {
+        ERROR_IO_PENDING => Ok(Pending),
+        code => Err(error_from_code(code)),
+    }
+}
+
+/// Result of a Winsock call that started an overlapped op: `rc` is its
+/// return value (0 or `SOCKET_ERROR`).
+fn wsa_started(rc: i32) -> io::Result<SubmissionResult> {
+    if rc != SOCKET_ERROR {
+        return Ok(Pending);
+    }
+    match last_wsa_error() {
+        code if code == WSA_IO_PENDING as u32 => Ok(Pending),
+        code => Err(error_from_code(code)),
+    }
+}
+
+// ---- files ------------------------------------------------------------------
+
+/// `ReadFile` at the op's offset.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `read`.
+pub(crate) unsafe fn submit_read(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `read` is the live variant.
+    let (buf, len, offset) = unsafe {
+        (
+            op.payload.read.buf,
+            op.payload.read.len,
+            op.payload.read.offset,
+        )
+    };
+    set_offset(op, offset);
+    let handle = op.header.raw_handle();
+    // SAFETY: `buf` is valid for `len` bytes until the completion (the op's
+    // future or the driver keeps it alive); the OVERLAPPED lives in the
+    // op, which stays put until its completion is processed.
+    let ok = unsafe { ReadFile(handle, buf, len, ptr::null_mut(), overlapped(op)) };
+    if ok == 0 && last_error() == ERROR_HANDLE_EOF {
+        // A read at or past the end fails at once, and no packet comes.
+        return Ok(Ready(Err(ERROR_HANDLE_EOF)));
+    }
+    win32_started(ok)
+}
+
+/// `WriteFile` at the op's offset.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `write`.
+pub(crate) unsafe fn submit_write(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `write` is the live variant.
+    let (buf, len, offset) = unsafe {
+        (
+            op.payload.write.buf,
+            op.payload.write.len,
+            op.payload.write.offset,
+        )
+    };
+    set_offset(op, offset);
+    let handle = op.header.raw_handle();
+    // SAFETY: as in `submit_read`; the kernel only reads `buf`.
+    let ok = unsafe { WriteFile(handle, buf, len, ptr::null_mut(), overlapped(op)) };
+    win32_started(ok)
+}
+
+/// The Win32 access mask and creation disposition for `flags`, checked the
+/// way std checks them.
+fn open_mode(flags: &OpenFlags) -> io::Result<(u32, u32)> {
+    let append_write = FILE_GENERIC_WRITE & !FILE_WRITE_DATA;
+    let access = match (flags.read, flags.write, flags.append) {
+        (false, false, false) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "veloq: open needs read, write or append access",
+            ))
+        }
+        (true, false, false) => GENERIC_READ,
+        (false, true, false) => GENERIC_WRITE,
+        (true, true, false) => GENERIC_READ | GENERIC_WRITE,
+        (false, _, true) => append_write,
+        (true, _, true) => GENERIC_READ | append_write,
+    };
+    let writable = flags.write || flags.append;
+    if !writable && (flags.truncate || flags.create || flags.create_new) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "veloq: create and truncate need write or append access",
+        ));
+    }
+    if flags.append && flags.truncate && !flags.create_new {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "veloq: append and truncate cannot be combined",
+        ));
+    }
+    let disposition = match (flags.create, flags.truncate, flags.create_new) {
+        (_, _, true) => CREATE_NEW,
+        (false, false, false) => OPEN_EXISTING,
+        (true, false, false) => OPEN_ALWAYS,
+        (false, true, false) => TRUNCATE_EXISTING,
+        (true, true, false) => CREATE_ALWAYS,
+    };
+    Ok((access, disposition))
+}
+
+/// A NUL-terminated wide path; an error for a path with a NUL inside.
+fn wide_path(path: &OsStr) -> io::Result<Vec<u16>> {
+    let mut wide: Vec<u16> = path.encode_wide().collect();
+    if wide.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "veloq: path contains a NUL character",
+        ));
+    }
+    wide.push(0);
+    Ok(wide)
+}
+
+/// `CreateFileW` (with `FILE_FLAG_OVERLAPPED`) on the blocking pool.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `open`.
+pub(crate) unsafe fn submit_open(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `open` is the live variant.
+    let p = unsafe { &mut op.payload.open };
+    let (access, disposition) = open_mode(&p.flags)?;
+    let path = p
+        .path
+        .take()
+        .ok_or_else(|| io::Error::other("veloq: open submitted twice"))?;
+    let path = wide_path(path.as_os_str())?;
+    Ok(Offload(BlockingTask::Open {
+        path,
+        access,
+        disposition,
+    }))
+}
+
+/// `closesocket` or `CloseHandle` on the blocking pool.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `close`.
+pub(crate) unsafe fn submit_close(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    Ok(Offload(BlockingTask::Close {
+        handle: resolve_fd(op.header.handle),
+    }))
+}
+
+/// `FlushFileBuffers` on the blocking pool (data and metadata).
+///
+/// # Safety
+///
+/// See the module docs; the payload is `fsync`.
+pub(crate) unsafe fn submit_fsync(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    Ok(Offload(BlockingTask::Flush {
+        handle: resolve_fd(op.header.handle),
+    }))
+}
+
+/// `SyncFileRange` on Windows: there is no ranged flush, so this is
+/// `FlushFileBuffers` — a whole-file flush of data and metadata, as
+/// expensive as `fsync`. The range is accepted and ignored.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `sync_range`.
+pub(crate) unsafe fn submit_sync_range(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    Ok(Offload(BlockingTask::Flush {
+        handle: resolve_fd(op.header.handle),
+    }))
+}
+
+/// Reserve space (and extend the file to `offset + len`, as Linux's
+/// `fallocate` does) on the blocking pool.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `fallocate`.
+pub(crate) unsafe fn submit_fallocate(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `fallocate` is the live variant.
+    let (offset, len) = unsafe { (op.payload.fallocate.offset, op.payload.fallocate.len) };
+    let end = offset
+        .checked_add(len)
+        .filter(|e| *e <= i64::MAX as u64)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "veloq: allocate range overflows",
+            )
+        })?;
+    Ok(Offload(BlockingTask::Allocate {
+        handle: resolve_fd(op.header.handle),
+        end,
+    }))
+}
+
+// ---- sockets ----------------------------------------------------------------
+
+fn socket(op: &IocpOp) -> SOCKET {
+    resolve_fd(op.header.handle) as SOCKET
+}
+
+/// `WSASend`.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `send`.
+pub(crate) unsafe fn submit_send(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    let s = socket(op);
+    let ovl = overlapped(op);
+    // SAFETY: the caller guarantees `send` is the live variant.
+    let p = unsafe { &mut op.payload.send };
+    // SAFETY: the WSABUF's memory stays valid until the completion (kept
+    // by the future or the driver); the WSABUF itself and the OVERLAPPED
+    // live in the op, which stays put until then.
+    let rc = unsafe { WSASend(s, &p.wsabuf, 1, ptr::null_mut(), 0, ovl, None) };
+    wsa_started(rc)
+}
+
+/// `WSARecv`.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `recv`.
+pub(crate) unsafe fn submit_recv(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    let s = socket(op);
+    let ovl = overlapped(op);
+    // SAFETY: the caller guarantees `recv` is the live variant.
+    let p = unsafe { &mut op.payload.recv };
+    // SAFETY: as in `submit_send`; `flags`, which Winsock may write back,
+    // is in the op too.
+    let rc = unsafe { WSARecv(s, &p.wsabuf, 1, ptr::null_mut(), &mut p.flags, ovl, None) };
+    wsa_started(rc)
+}
+
+/// `WSASendTo`; the address is in the payload.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `send_to`.
+pub(crate) unsafe fn submit_send_to(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    let s = socket(op);
+    let ovl = overlapped(op);
+    // SAFETY: the caller guarantees `send_to` is the live variant.
+    let p = unsafe { &mut op.payload.send_to };
+    // SAFETY: as in `submit_send`; the address lives in the op as well.
+    let rc = unsafe {
+        WSASendTo(
+            s,
+            &p.wsabuf,
+            1,
+            ptr::null_mut(),
+            0,
+            p.addr.as_ptr(),
+            p.addr_len,
+            ovl,
+            None,
+        )
+    };
+    wsa_started(rc)
+}
+
+/// `WSARecvFrom`; Winsock writes the source address into the payload.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `recv_from`.
+pub(crate) unsafe fn submit_recv_from(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    let s = socket(op);
+    let ovl = overlapped(op);
+    // SAFETY: the caller guarantees `recv_from` is the live variant.
+    let p = unsafe { &mut op.payload.recv_from };
+    // SAFETY: as in `submit_recv`; the address buffer and its length,
+    // written when the datagram arrives, live in the op.
+    let rc = unsafe {
+        WSARecvFrom(
+            s,
+            &p.wsabuf,
+            1,
+            ptr::null_mut(),
+            &mut p.flags,
+            p.addr.as_mut_ptr(),
+            &mut p.addr_len,
+            ovl,
+            None,
+        )
+    };
+    wsa_started(rc)
+}
+
+/// Binds `s` to the unspecified address of `addr`'s family unless it is
+/// bound already (`ConnectEx` needs a bound socket).
+fn ensure_bound(s: SOCKET, addr: &std::net::SocketAddr) -> io::Result<()> {
+    let mut name = SockAddrBuf::zeroed();
+    let mut len = SockAddrBuf::CAPACITY;
+    // SAFETY: `name` has `len` writable bytes.
+    if unsafe { getsockname(s, name.as_mut_ptr(), &mut len) } == 0 {
+        return Ok(());
+    }
+    let code = last_wsa_error();
+    if code != WSAEINVAL as u32 {
+        return Err(error_from_code(code));
+    }
+    let (any, any_len) = SockAddrBuf::from_std(&unspecified_like(addr));
+    // SAFETY: `any` holds `any_len` bytes of a valid address.
+    if unsafe { bind(s, any.as_ptr(), any_len) } != 0 {
+        return Err(error_from_code(last_wsa_error()));
+    }
+    Ok(())
+}
+
+/// `ConnectEx`, binding the socket first where needed.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `connect`.
+pub(crate) unsafe fn submit_connect(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    let connect_ex = Extensions::get()?.connect_ex.expect("checked when loaded");
+    let s = socket(op);
+    let ovl = overlapped(op);
+    // SAFETY: the caller guarantees `connect` is the live variant.
+    let p = unsafe { &op.payload.connect };
+    let addr = p
+        .addr
+        .to_std(p.addr_len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "veloq: bad connect address"))?;
+    ensure_bound(s, &addr)?;
+    let mut sent = 0u32;
+    // SAFETY: the address lives in the op, which stays put until the
+    // completion; no send buffer.
+    let ok = unsafe {
+        connect_ex(
+            s,
+            p.addr.as_ptr(),
+            p.addr_len,
+            ptr::null(),
+            0,
+            &mut sent,
+            ovl,
+        )
+    };
+    if ok != 0 {
+        return Ok(Pending);
+    }
+    wsa_started(SOCKET_ERROR)
+}
+
+/// `AcceptEx` into a socket created here with the listener's family.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `accept`.
+pub(crate) unsafe fn submit_accept(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+    let accept_ex = Extensions::get()?.accept_ex;
+    // SAFETY: the caller guarantees `accept` is the live variant.
+    let ipv6 = unsafe { op.payload.accept.ipv6 };
+    let domain = if ipv6 {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    // socket2 creates it overlapped and not inheritable.
+    let accepted =
+        socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let accepted = accepted.into_raw_socket() as SOCKET;
+    // From here the op owns the socket: dropping it (failure, cancel,
+    // an output nobody took) closes it.
+    op.header.owned = OwnedHandle::Socket(accepted);
+    let listener = socket(op);
+    let ovl = overlapped(op);
+    // SAFETY: `accept` is the live variant (as above).
+    let buf = unsafe { (*op.payload.accept).buf.as_mut_ptr() };
+    let mut received = 0u32;
+    // SAFETY: `buf` holds both addresses (2 * ACCEPT_ADDR_LEN bytes, no
+    // data) and lives in the op, which stays put until the completion.
+    let ok = unsafe {
+        accept_ex(
+            listener,
+            accepted,
+            buf.cast(),
+            0,
+            ACCEPT_ADDR_LEN,
+            ACCEPT_ADDR_LEN,
+            &mut received,
+            ovl,
+        )
+    };
+    if ok != 0 {
+        return Ok(Pending);
+    }
+    wsa_started(SOCKET_ERROR)
+}
+
+// ---- completions --------------------------------------------------------------
+
+fn output(res: io::Result<usize>) -> OpOutput {
+    OpOutput { res, addr: None }
+}
+
+/// Completion of an op whose result is the bytes transferred.
+///
+/// # Safety
+///
+/// Never unsafe; `unsafe` only to fit the vtable.
+pub(crate) unsafe fn complete_bytes(_op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    output(res.map_err(error_from_code))
+}
+
+/// Completion of a read or receive: end of file is `Ok(0)`.
+///
+/// # Safety
+///
+/// Never unsafe; `unsafe` only to fit the vtable.
+pub(crate) unsafe fn complete_read(_op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    output(res.or_else(read_result))
+}
+
+/// Completion of `WSARecvFrom`: the bytes and the source address.
+///
+/// # Safety
+///
+/// `op` is a `RecvFrom` op whose completion arrived.
+pub(crate) unsafe fn complete_recv_from(op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    let res = res.or_else(read_result);
+    // SAFETY: `recv_from` is the live variant; the kernel is done with it.
+    let p = unsafe { &op.payload.recv_from };
+    // Read by family over the whole buffer: the length Winsock writes back
+    // is not needed to decode an IP address.
+    let addr = if res.is_ok() {
+        p.addr.to_std(SockAddrBuf::CAPACITY)
+    } else {
+        None
+    };
+    OpOutput { res, addr }
+}
+
+/// Completion of `ConnectEx`: `SO_UPDATE_CONNECT_CONTEXT` so that the
+/// socket works with `getpeername`, `shutdown` and the rest.
+///
+/// # Safety
+///
+/// `op` is a `Connect` op whose completion arrived.
+pub(crate) unsafe fn complete_connect(op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    if let Err(code) = res {
+        return output(Err(error_from_code(code)));
+    }
+    let s = socket(op);
+    // SAFETY: this option takes no value.
+    let rc = unsafe { setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, ptr::null(), 0) };
+    if rc == SOCKET_ERROR {
+        return output(Err(error_from_code(last_wsa_error())));
+    }
+    output(Ok(0))
+}
+
+/// Completion of `AcceptEx`: `SO_UPDATE_ACCEPT_CONTEXT`, the peer address
+/// from `GetAcceptExSockaddrs`, and the accepted socket as the result (the
+/// op keeps owning it until the driver hands the output out).
+///
+/// # Safety
+///
+/// `op` is an `Accept` op whose completion arrived.
+pub(crate) unsafe fn complete_accept(op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    if let Err(code) = res {
+        return output(Err(error_from_code(code)));
+    }
+    let OwnedHandle::Socket(accepted) = op.header.owned else {
+        return output(Err(io::Error::other(
+            "veloq: accept completed without its socket",
+        )));
+    };
+    let listener = socket(op);
+    // SAFETY: the option value is the listening socket, `size_of::<SOCKET>()`
+    // bytes read during the call.
+    let rc = unsafe {
+        setsockopt(
+            accepted,
+            SOL_SOCKET,
+            SO_UPDATE_ACCEPT_CONTEXT,
+            (&listener as *const SOCKET).cast(),
+            size_of::<SOCKET>() as i32,
+        )
+    };
+    if rc == SOCKET_ERROR {
+        return output(Err(error_from_code(last_wsa_error())));
+    }
+    let addr = match Extensions::get() {
+        Ok(ext) => {
+            let get_addrs = ext.get_accept_ex_sockaddrs.expect("checked when loaded");
+            let (mut local, mut remote): (*mut SOCKADDR, *mut SOCKADDR) =
+                (ptr::null_mut(), ptr::null_mut());
+            let (mut local_len, mut remote_len) = (0i32, 0i32);
+            // SAFETY: `accept` is the live variant; the kernel is done
+            // writing `buf`, laid out as AcceptEx was told. The returned
+            // pointers point into `buf`.
+            unsafe {
+                get_addrs(
+                    (*op.payload.accept).buf.as_ptr().cast(),
+                    0,
+                    ACCEPT_ADDR_LEN,
+                    ACCEPT_ADDR_LEN,
+                    &mut local,
+                    &mut local_len,
+                    &mut remote,
+                    &mut remote_len,
+                );
+                sockaddr_to_std(remote, remote_len)
+            }
+        }
+        Err(e) => return output(Err(e)),
+    };
+    OpOutput {
+        res: Ok(accepted),
+        addr,
+    }
+}
+
+/// Completion of an offloaded open: the new handle, owned by the op until
+/// handed out.
+///
+/// # Safety
+///
+/// `op` is an `Open` op whose completion arrived.
+pub(crate) unsafe fn complete_open(op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    match res {
+        Ok(handle) => {
+            op.header.owned = OwnedHandle::File(handle);
+            output(Ok(handle))
+        }
+        Err(code) => output(Err(error_from_code(code))),
+    }
+}

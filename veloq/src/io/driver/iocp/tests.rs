@@ -1,0 +1,1 @@
+//! Driver-level tests of the IOCP driver.
