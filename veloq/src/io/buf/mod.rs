@@ -13,7 +13,7 @@
 
 mod fixed;
 mod io_buf;
-mod pool;
+pub(crate) mod pool;
 
 pub use fixed::FixedBuf;
 pub use io_buf::{IoBuf, IoBufMut};

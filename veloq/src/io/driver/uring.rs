@@ -67,6 +67,7 @@ use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
 use super::op_registry::{CancelAction, OpRegistry};
 use super::{Driver, DriverConfig, DriverStats, OpKey, TimerWheel, WakeHandle};
+use crate::io::buf::pool;
 use crate::io::op::OpOutput;
 use crate::sys::RawFd;
 
@@ -306,6 +307,8 @@ impl UringDriver {
 
     /// Processes every CQE in the ring; returns how many.
     fn reap(&mut self) -> usize {
+        // Cancelled ops' keep-alives are dropped in here.
+        let call = pool::driver_call();
         let mut total = 0;
         loop {
             let mut buf = [const { MaybeUninit::<cqueue::Entry>::uninit() }; CQE_BATCH];
@@ -323,7 +326,16 @@ impl UringDriver {
             // Should the SQ refuse it now, the next `wait` re-arms.
             let _ = self.arm_wake();
         }
+        self.release_deferred_pools(call);
         total
+    }
+
+    /// Unregisters and frees the buffer pools that died during `call`
+    /// (their last owner was a keep-alive dropped by this driver).
+    fn release_deferred_pools(&mut self, call: pool::DriverCall) {
+        let me: WakeHandle = self.waker.clone();
+        pool::release_deferred(&me, |first, count| self.unregister_buffers(first, count));
+        drop(call);
     }
 
     /// Handles one completion.
@@ -512,13 +524,14 @@ impl Driver for UringDriver {
     }
 
     fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) {
+        // An op that already completed drops `keep_alive` in here.
+        let call = pool::driver_call();
         if self.registry.get_mut(key).is_some_and(|s| s.op.is_none()) {
             self.registry.release(key);
-            return;
-        }
-        if self.registry.cancel(key, keep_alive) == CancelAction::CancelInKernel {
+        } else if self.registry.cancel(key, keep_alive) == CancelAction::CancelInKernel {
             self.push_cancel(key.to_user_data());
         }
+        self.release_deferred_pools(call);
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -665,7 +678,10 @@ impl Driver for UringDriver {
 
 impl Drop for UringDriver {
     fn drop(&mut self) {
-        if self.drain() {
+        let call = pool::driver_call();
+        let drained = self.drain();
+        self.release_deferred_pools(call);
+        if drained {
             // SAFETY: the kernel has reported every request that pointed at
             // driver memory; the ring and the wake buffer are dropped once,
             // here, and never used again.
