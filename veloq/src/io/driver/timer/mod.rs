@@ -239,11 +239,13 @@ impl TimerWheel {
     }
 
     /// Timers pending (inserted, neither fired nor removed).
+    #[cfg_attr(not(test), allow(dead_code))] // for tests, here and in drivers
     pub(crate) fn len(&self) -> usize {
         self.pending
     }
 
     /// Whether no timer is pending.
+    #[cfg_attr(not(test), allow(dead_code))] // for tests, here and in drivers
     pub(crate) fn is_empty(&self) -> bool {
         self.pending == 0
     }
