@@ -8,7 +8,7 @@ use crate::io::driver::DriverConfig;
 
 /// Configures and builds a [`Runtime`].
 ///
-/// ```no_run
+/// ```
 /// let rt = veloq::Runtime::builder()
 ///     .entries(512)
 ///     .max_blocking_threads(8)

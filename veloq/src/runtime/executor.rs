@@ -127,7 +127,7 @@ impl Wake for MainWaker {
 /// A `Runtime` is neither `Send` nor `Sync`: it and its tasks belong to one
 /// thread.
 ///
-/// ```no_run
+/// ```
 /// let rt = veloq::Runtime::builder().entries(64).build()?;
 /// let n = rt.block_on(async { veloq::spawn(async { 1 + 1 }).await.unwrap() });
 /// assert_eq!(n, 2);

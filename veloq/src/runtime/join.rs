@@ -22,7 +22,7 @@ use super::task::{Panic, TaskOutput};
 /// another thread; the task itself always runs on the runtime that spawned
 /// it.
 ///
-/// ```no_run
+/// ```
 /// veloq::block_on(async {
 ///     let handle = veloq::spawn(async { 6 * 7 });
 ///     assert_eq!(handle.await.unwrap(), 42);

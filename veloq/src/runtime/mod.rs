@@ -51,7 +51,7 @@ use crate::io::driver::Driver;
 /// Runs `fut` to completion on a runtime created for this thread, and
 /// drops the runtime (cancelling any tasks still running) before returning.
 ///
-/// ```no_run
+/// ```
 /// let n = veloq::block_on(async {
 ///     let task = veloq::spawn(async { 20 });
 ///     task.await.unwrap() + 22

@@ -14,7 +14,7 @@ use super::sleep::{far_future, sleep_until, Sleep};
 ///
 /// If `period` is zero.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// veloq::block_on(async {
 ///     let mut every = veloq::time::interval(Duration::from_millis(10));

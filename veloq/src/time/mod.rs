@@ -12,7 +12,7 @@
 //! These futures need a veloq runtime to wait: polling one that has to wait
 //! outside a runtime panics with a message saying so.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use veloq::time::{sleep, timeout, Instant};
 //!

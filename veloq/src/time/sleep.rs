@@ -16,7 +16,7 @@ use crate::runtime::context;
 /// up to the timer wheel's 1 ms tick). A duration too long to represent
 /// sleeps for about 30 years.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// veloq::block_on(async {
 ///     veloq::time::sleep(Duration::from_millis(10)).await;

@@ -16,7 +16,7 @@ use super::sleep::{sleep, sleep_until, Sleep};
 /// (cancelling any I/O it had in flight). `fut` is polled before the
 /// deadline is checked, so a future that is ready at once always wins.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use veloq::time::{sleep, timeout};
 ///
