@@ -50,6 +50,14 @@ const ROUND_TRIPS: u64 = 5_000;
 
 #[test]
 fn steady_state_echo_makes_no_allocations() {
+    // The counter sees allocations at all (so a zero below means something).
+    let probe = ALLOCS.load(Ordering::SeqCst);
+    drop(std::hint::black_box(vec![1u8; 16]));
+    assert!(
+        ALLOCS.load(Ordering::SeqCst) > probe,
+        "the counting allocator is not in use"
+    );
+
     let (allocs, checked) = veloq::block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
