@@ -317,3 +317,6 @@ impl std::fmt::Debug for BufPool {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,7 @@
 //! | `Plain`        | none                                                      | any    |
 //!
 //! All but `Plain` also set CLAMP, so an oversized `entries` is clamped
-//! rather than refused.
+//! rather than refused, and CQSIZE for a CQ of four times the SQ.
 //!
 //! What the flags change for the driver:
 //!
@@ -30,6 +30,9 @@
 use std::io;
 
 use io_uring::IoUring;
+
+/// CQ entries per SQ entry (the kernel's default is 2).
+const CQ_FACTOR: u32 = 4;
 
 /// How much of the modern flag set the kernel accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,6 +71,11 @@ impl SetupLevel {
         if self >= SetupLevel::SubmitAll {
             b.setup_clamp();
             b.setup_submit_all();
+            // Room for many more completions than one SQ's worth: network
+            // servers keep far more ops in flight than they submit per
+            // turn, and an overflowing CQ is slow (the kernel buffers the
+            // excess until the next enter).
+            b.setup_cqsize(entries.saturating_mul(CQ_FACTOR));
         }
         if self >= SetupLevel::CoopTaskrun {
             b.setup_coop_taskrun();

@@ -765,3 +765,49 @@ fn stats_count_completions_and_waits() {
     assert_eq!(after.in_flight, 0);
     run(&mut d, key).res.unwrap();
 }
+
+#[test]
+fn stale_completions_are_ignored() {
+    let mut d = driver();
+    let f = TempFile::new("stale");
+    let data = vec![3u8; 4];
+    let old = submit(&mut d, write_at(f.fd(), &data, 0, None));
+    run(&mut d, old).res.unwrap();
+    // The slot is reused by the next op, under a new generation.
+    let mut buf = vec![0u8; 4];
+    let (_a, b) = UnixStream::pair().unwrap();
+    let new = submit(
+        &mut d,
+        op::Recv {
+            fd: b.as_raw_fd(),
+            buf: buf.as_mut_ptr(),
+            len: 4,
+        },
+    );
+    d.wait(Some(Duration::ZERO)).unwrap();
+    let in_flight = d.stats().in_flight;
+    // A late duplicate of the old op's CQE must not complete the new op.
+    d.on_cqe(old.to_user_data(), 4);
+    assert_eq!(d.stats().in_flight, in_flight);
+    let (_, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(d.poll_op(new, &mut cx).is_pending(), "new op untouched");
+    d.cancel(new, Some(Box::new(buf)));
+    wait_until(&mut d, |d| d.registry.is_empty());
+}
+
+#[allow(dead_code)]
+trait AmbiguousIfSend<A> {
+    fn some_item() {}
+}
+impl<T: ?Sized> AmbiguousIfSend<()> for T {}
+#[allow(dead_code)]
+struct Invalid;
+impl<T: ?Sized + Send> AmbiguousIfSend<Invalid> for T {}
+
+#[test]
+fn the_driver_stays_on_its_thread() {
+    // Fails to compile ("type annotations needed") if `UringDriver` were
+    // `Send`: the ring may be SINGLE_ISSUER, tied to its creating thread.
+    let _ = <UringDriver as AmbiguousIfSend<_>>::some_item;
+}
