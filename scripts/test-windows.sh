@@ -18,7 +18,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 TARGET=x86_64-pc-windows-gnu
-PACKAGES=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine64)
+# `wine` provides /usr/bin/wine (the runner); `wine64` the 64-bit loader.
+PACKAGES=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine wine64)
 
 log() { printf '[test-windows] %s\n' "$*" >&2; }
 

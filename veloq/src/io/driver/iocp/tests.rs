@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::io;
 use std::mem::{align_of, size_of};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
