@@ -7,7 +7,7 @@
 //! Starts an echo server on a loopback port, then opens `connections`
 //! (default 16) client connections that each send a 1 KiB message, wait
 //! for its echo and repeat, for `seconds` (default 5). Prints the round
-//! trips per second.
+//! trips per second, each second and overall.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -50,6 +50,16 @@ async fn run(connections: usize, duration: Duration) -> u64 {
         .map(|_| veloq::spawn(client(addr, deadline, count.clone())))
         .collect();
 
+    // Report once a second while the clients run.
+    let mut tick = veloq::time::interval(Duration::from_secs(1));
+    tick.tick().await; // the first tick is immediate
+    let mut last = 0;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let now = count.get();
+        println!("{:>10} round trips/s", now - last);
+        last = now;
+    }
     for c in clients {
         c.await.expect("client task");
     }
