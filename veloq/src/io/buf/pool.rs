@@ -85,6 +85,8 @@ struct Registration {
 }
 
 /// A registered region waiting for its driver call to end.
+// Used by backends that register buffers (io_uring); IOCP has none.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) struct Deferred {
     region: Region,
     first: u16,
@@ -99,9 +101,13 @@ fn identity(handle: &WakeHandle) -> *const () {
 
 /// Marks a stretch in which the current driver is in use (and so cannot
 /// be called) and keep-alives may be dropped.
+// Used by backends that register buffers (io_uring); IOCP has none.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) struct DriverCall(());
 
 /// Starts a [`DriverCall`]; see the module docs.
+// Used by backends that register buffers (io_uring); IOCP has none.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn driver_call() -> DriverCall {
     DRIVER_CALLS.with(|d| d.set(d.get() + 1));
     DriverCall(())
@@ -120,6 +126,8 @@ fn in_driver_call() -> bool {
 /// Frees the regions of pools that died inside a driver call, calling
 /// `unregister(first, count)` for those registered with the driver whose
 /// wake handle is `owner` (the driver calling this).
+// Used by backends that register buffers (io_uring); IOCP has none.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn release_deferred(owner: &WakeHandle, mut unregister: impl FnMut(u16, u16)) {
     let deferred = DEFERRED
         .try_with(|d| std::mem::take(&mut *d.borrow_mut()))
