@@ -49,6 +49,7 @@
 
 mod buf_table;
 mod deadline;
+mod drain;
 mod op;
 mod setup;
 mod wake;
@@ -389,76 +390,6 @@ impl UringDriver {
         self.registry.complete(key, output);
     }
 
-    /// Cancels everything in flight and waits until the kernel has
-    /// reported all of it; `false` if it did not within [`DRAIN_LIMIT`].
-    fn drain(&mut self) -> bool {
-        self.closing = true;
-        let started = Instant::now();
-        let mut round = 0u32;
-        loop {
-            if round % 16 == 0 {
-                // Again now and then: a cancel may find an op between
-                // states and miss it.
-                self.cancel_all();
-            }
-            round += 1;
-            let ops_done = self.registry.is_empty() && !self.wake_armed;
-            if ops_done && self.deadlines.in_kernel() == 0 {
-                return true;
-            }
-            if started.elapsed() >= DRAIN_LIMIT {
-                return false;
-            }
-            let res = if ops_done {
-                // Only `IORING_OP_TIMEOUT`s left: remove the armed one and
-                // wait for the CQEs, arming nothing new.
-                if let Some(entry) = self.deadlines.remove_armed(self.ack_flags) {
-                    // SAFETY: TIMEOUT_REMOVE points at no memory.
-                    let _ = unsafe { self.push(&entry) };
-                }
-                self.enter(1)
-            } else {
-                // Bounded, so that cancels are retried.
-                self.enter_until(Instant::now() + Duration::from_millis(50))
-            };
-            if res.is_err() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            self.reap();
-        }
-    }
-
-    /// Asks the kernel to cancel every op, the wake read and the armed
-    /// timeout (drop).
-    fn cancel_all(&mut self) {
-        for key in self.registry.keys() {
-            let Some(slot) = self.registry.get_mut(key) else {
-                continue;
-            };
-            if slot.op.is_none() {
-                // Reserved, never submitted: nothing in the kernel.
-                self.registry.release(key);
-                continue;
-            }
-            if !self.registry.is_cancelled(key)
-                && self.registry.cancel(key, None) == CancelAction::Done
-            {
-                continue;
-            }
-            self.push_cancel(key.to_user_data());
-        }
-        if self.wake_armed {
-            // An eventfd read may sit in an io-wq worker where cancel
-            // cannot reach it; a write completes it either way.
-            self.waker.force_write();
-            self.push_cancel(token::WAKE);
-        }
-        if let Some(entry) = self.deadlines.remove_armed(self.ack_flags) {
-            // SAFETY: TIMEOUT_REMOVE points at no memory.
-            let _ = unsafe { self.push(&entry) };
-        }
-    }
-
     /// Queues an `ASYNC_CANCEL` of the request tagged `target`.
     fn push_cancel(&mut self, target: u64) {
         let entry = opcode::AsyncCancel::new(target)
@@ -602,65 +533,12 @@ impl Driver for UringDriver {
     }
 
     unsafe fn register_buffers(&mut self, bufs: &[(*mut u8, usize)]) -> io::Result<Option<u16>> {
-        let Some(table) = self.buf_table.as_mut() else {
-            return Ok(None);
-        };
-        let Ok(count) = u16::try_from(bufs.len()) else {
-            return Ok(None);
-        };
-        let Some(first) = table.alloc(count) else {
-            return Ok(None);
-        };
-        let iovecs: Vec<libc::iovec> = bufs
-            .iter()
-            .map(|&(ptr, len)| libc::iovec {
-                iov_base: ptr.cast(),
-                iov_len: len,
-            })
-            .collect();
-        // SAFETY: the caller guarantees each buffer stays valid until the
-        // driver is dropped (or until it unregisters them).
-        let res = unsafe {
-            self.ring
-                .submitter()
-                .register_buffers_update(first as u32, &iovecs, None)
-        };
-        match res {
-            Ok(()) => Ok(Some(first)),
-            Err(e) => {
-                table.release(first, count);
-                match e.raw_os_error() {
-                    // Over RLIMIT_MEMLOCK, not permitted, or not supported:
-                    // the buffers work as plain memory.
-                    Some(libc::ENOMEM | libc::EPERM | libc::EOPNOTSUPP | libc::EINVAL) => Ok(None),
-                    _ => Err(e),
-                }
-            }
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.register_fixed(bufs) }
     }
 
     fn unregister_buffers(&mut self, first: u16, count: u16) {
-        let Some(table) = self.buf_table.as_mut() else {
-            return;
-        };
-        if !table.release(first, count) {
-            return;
-        }
-        let empty = vec![
-            libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            };
-            count as usize
-        ];
-        // SAFETY: empty iovecs clear the slots; in-flight fixed ops keep
-        // their own reference to the pages in the kernel.
-        let res = unsafe {
-            self.ring
-                .submitter()
-                .register_buffers_update(first as u32, &empty, None)
-        };
-        debug_assert!(res.is_ok(), "veloq: clearing fixed buffers failed: {res:?}");
+        self.unregister_fixed(first, count);
     }
 
     fn timers(&mut self) -> &mut TimerWheel {
@@ -672,29 +550,6 @@ impl Driver for UringDriver {
             completions: self.completions,
             wait_calls: self.wait_calls,
             in_flight: self.in_flight,
-        }
-    }
-}
-
-impl Drop for UringDriver {
-    fn drop(&mut self) {
-        let call = pool::driver_call();
-        let drained = self.drain();
-        self.release_deferred_pools(call);
-        if drained {
-            // SAFETY: the kernel has reported every request that pointed at
-            // driver memory; the ring and the wake buffer are dropped once,
-            // here, and never used again.
-            unsafe {
-                ManuallyDrop::drop(&mut self.ring);
-                ManuallyDrop::drop(&mut self.wake_buf);
-            }
-        } else {
-            // The kernel may still write into slots, keep-alives, the wake
-            // buffer or timespecs: leak all of it (and the ring) rather
-            // than free memory it can reach.
-            std::mem::forget(std::mem::take(&mut self.registry));
-            self.deadlines.leak();
         }
     }
 }

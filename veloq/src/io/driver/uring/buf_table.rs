@@ -14,6 +14,10 @@
 //! - A range is released only with the exact `(start, len)` it was handed
 //!   out as; anything else is refused (returns `false`).
 
+use std::io;
+
+use super::UringDriver;
+
 /// Slots in the sparse table registered at setup.
 pub(crate) const TABLE_SLOTS: u16 = 1024;
 
@@ -79,6 +83,83 @@ impl BufTable {
     #[cfg(test)]
     pub(crate) fn free_slots(&self) -> usize {
         self.free.iter().map(|&(_, len)| len as usize).sum()
+    }
+}
+
+impl UringDriver {
+    /// `Driver::register_buffers`: takes a run of table slots and fills
+    /// it; `Ok(None)` where the table is missing or full, or the kernel
+    /// refuses the memory (`RLIMIT_MEMLOCK`).
+    ///
+    /// # Safety
+    ///
+    /// Each `(ptr, len)` must stay valid until it is unregistered or the
+    /// driver is dropped.
+    pub(super) unsafe fn register_fixed(
+        &mut self,
+        bufs: &[(*mut u8, usize)],
+    ) -> io::Result<Option<u16>> {
+        let Some(table) = self.buf_table.as_mut() else {
+            return Ok(None);
+        };
+        let Ok(count) = u16::try_from(bufs.len()) else {
+            return Ok(None);
+        };
+        let Some(first) = table.alloc(count) else {
+            return Ok(None);
+        };
+        let iovecs: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|&(ptr, len)| libc::iovec {
+                iov_base: ptr.cast(),
+                iov_len: len,
+            })
+            .collect();
+        // SAFETY: the caller guarantees each buffer stays valid until the
+        // driver is dropped (or until it unregisters them).
+        let res = unsafe {
+            self.ring
+                .submitter()
+                .register_buffers_update(first as u32, &iovecs, None)
+        };
+        match res {
+            Ok(()) => Ok(Some(first)),
+            Err(e) => {
+                table.release(first, count);
+                match e.raw_os_error() {
+                    // Over RLIMIT_MEMLOCK, not permitted, or not supported:
+                    // the buffers work as plain memory.
+                    Some(libc::ENOMEM | libc::EPERM | libc::EOPNOTSUPP | libc::EINVAL) => Ok(None),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// `Driver::unregister_buffers`: clears a run handed out by
+    /// `register_fixed` and frees it; anything else is ignored.
+    pub(super) fn unregister_fixed(&mut self, first: u16, count: u16) {
+        let Some(table) = self.buf_table.as_mut() else {
+            return;
+        };
+        if !table.release(first, count) {
+            return;
+        }
+        let empty = vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            };
+            count as usize
+        ];
+        // SAFETY: empty iovecs clear the slots; in-flight fixed ops keep
+        // their own reference to the pages in the kernel.
+        let res = unsafe {
+            self.ring
+                .submitter()
+                .register_buffers_update(first as u32, &empty, None)
+        };
+        debug_assert!(res.is_ok(), "veloq: clearing fixed buffers failed: {res:?}");
     }
 }
 
