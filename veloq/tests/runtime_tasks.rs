@@ -447,3 +447,29 @@ fn sequential_runtimes_on_one_thread() {
         );
     }
 }
+
+/// A waker that uses the driver when woken, which happens inside the
+/// driver's own timer processing.
+struct ReentrantWaker;
+
+impl std::task::Wake for ReentrantWaker {
+    fn wake(self: Arc<Self>) {
+        let mut s = sleep(Duration::from_secs(1));
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = Pin::new(&mut s).poll(&mut cx);
+    }
+}
+
+#[test]
+#[should_panic(expected = "re-entrant use of the I/O driver")]
+fn reentrant_driver_use_panics_with_a_message() {
+    veloq::block_on(async {
+        let waker = Waker::from(Arc::new(ReentrantWaker));
+        let mut s = sleep(Duration::from_millis(1));
+        assert!(Pin::new(&mut s)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        // The timer fires inside the driver's wait and calls the waker.
+        sleep(Duration::from_millis(20)).await;
+    });
+}

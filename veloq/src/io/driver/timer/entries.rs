@@ -9,10 +9,15 @@
 //! # Entry states
 //!
 //! ```text
-//! alloc ─► Pending ──expire──► Fired ──poll/remove──► Vacant
-//!             │                                         ▲
-//!             └──────────────remove─────────────────────┘
+//! alloc ─► Pending(slot) ──expire──► Pending(Due) ──woken──► Fired
+//!             │                          │                     │
+//!           remove                  poll/remove           poll/remove
+//!             ▼                          ▼                     ▼
+//!           Vacant                     Vacant                Vacant
 //! ```
+//!
+//! A `Due` entry has reached its tick but its waker has not been called
+//! yet; it counts as fired (`poll` is `Ready`).
 //!
 //! The generation is bumped every time an entry becomes vacant.
 
@@ -28,6 +33,8 @@ pub(super) enum Location {
     Slot { level: u8, slot: u8 },
     /// In the overflow list (beyond the top level's rotation).
     Overflow,
+    /// Due: in the list of timers whose wakers `expire` is about to call.
+    Due,
 }
 
 /// What an entry holds.

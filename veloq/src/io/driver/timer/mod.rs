@@ -38,13 +38,17 @@
 //!
 //! When the wheel reaches the first tick of an occupied slot, the slot is
 //! emptied: timers due at that tick fire, the rest move to a lower level
-//! (a *cascade*). Each level keeps an `occupied` bitfield, so finding the
+//! (a *cascade*). Firing is two-phase: due timers are first moved to a FIFO
+//! *due* list with no foreign code running, then their wakers are called
+//! one by one, each taken off the list first. A waker that panics thus
+//! leaves every other timer linked where it belongs, and the next `expire`
+//! wakes the rest of the due list. Each level keeps an `occupied` bitfield, so finding the
 //! next slot with work is one `trailing_zeros` per level.
 //!
 //! # Invariants
 //!
-//! - Every pending timer is linked in exactly one list (a slot or the
-//!   overflow list) and its `Location` says which.
+//! - Every pending timer is linked in exactly one list (a slot, the
+//!   overflow list or the due list) and its `Location` says which.
 //! - At every level, occupied slots are strictly after the wheel's current
 //!   slot at that level (in the current rotation).
 //! - `elapsed` never moves past the first tick of an occupied slot without
@@ -110,6 +114,9 @@ pub(crate) struct TimerWheel {
     levels: [Level; LEVELS],
     /// Head of the overflow list.
     overflow: u32,
+    /// Head and tail of the due list (fired, waker not called yet).
+    due_head: u32,
+    due_tail: u32,
     entries: Entries,
     /// Timers inserted and neither fired nor removed.
     pending: usize,
@@ -123,6 +130,8 @@ impl TimerWheel {
             elapsed: 0,
             levels: [const { Level::new() }; LEVELS],
             overflow: NIL,
+            due_head: NIL,
+            due_tail: NIL,
             entries: Entries::new(),
             pending: 0,
         }
@@ -159,6 +168,12 @@ impl TimerWheel {
                 self.entries.free(key.index());
                 Poll::Ready(())
             }
+            State::Pending(Location::Due) => {
+                self.unlink(key.index());
+                self.entries.at(key.index()).state = State::Fired;
+                self.entries.free(key.index());
+                Poll::Ready(())
+            }
             State::Pending(_) => {
                 match &mut entry.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
@@ -176,9 +191,11 @@ impl TimerWheel {
         let Some(entry) = self.entries.live(key.index(), key.generation()) else {
             return;
         };
-        if let State::Pending(_) = entry.state {
+        if let State::Pending(location) = entry.state {
             self.unlink(key.index());
-            self.pending -= 1;
+            if location != Location::Due {
+                self.pending -= 1;
+            }
             self.entries.at(key.index()).state = State::Fired;
         }
         // Dropped here, outside any list: a waker's destructor may run
@@ -202,6 +219,9 @@ impl TimerWheel {
 
     /// Fires every timer due at `now` (cascading higher-level slots on the
     /// way), waking their wakers; returns how many fired.
+    ///
+    /// If a waker panics, the panic propagates; the wheel stays consistent
+    /// and the next call wakes the timers that were left.
     pub(crate) fn expire(&mut self, now: Instant) -> usize {
         let now_tick = self.tick_reached_by(now);
         let mut fired = 0;
@@ -214,20 +234,19 @@ impl TimerWheel {
             let mut index = match location {
                 Location::Slot { level, slot } => self.levels[level as usize].take(slot as usize),
                 Location::Overflow => std::mem::replace(&mut self.overflow, NIL),
+                Location::Due => unreachable!("the due list is not a wheel position"),
             };
+            // Phase 1: no foreign code runs until every entry of the taken
+            // list is linked somewhere again.
             while index != NIL {
                 let entry = self.entries.at(index);
                 let next = entry.next;
                 entry.prev = NIL;
                 entry.next = NIL;
                 if entry.tick <= tick {
-                    entry.state = State::Fired;
-                    let waker = entry.waker.take();
                     self.pending -= 1;
                     fired += 1;
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
+                    self.push_due(index);
                 } else {
                     self.link(index);
                 }
@@ -235,7 +254,40 @@ impl TimerWheel {
             }
         }
         self.elapsed = self.elapsed.max(now_tick);
+        // Phase 2.
+        self.wake_due();
         fired
+    }
+
+    /// Calls the wakers of the due list, front to back, taking each entry
+    /// off the list (state `Fired`) before its waker runs.
+    fn wake_due(&mut self) {
+        while self.due_head != NIL {
+            let index = self.due_head;
+            self.unlink(index);
+            let entry = self.entries.at(index);
+            entry.state = State::Fired;
+            if let Some(waker) = entry.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Appends entry `index` (linked nowhere) to the due list.
+    fn push_due(&mut self, index: u32) {
+        let tail = self.due_tail;
+        {
+            let entry = self.entries.at(index);
+            entry.prev = tail;
+            entry.next = NIL;
+            entry.state = State::Pending(Location::Due);
+        }
+        if tail == NIL {
+            self.due_head = index;
+        } else {
+            self.entries.at(tail).next = index;
+        }
+        self.due_tail = index;
     }
 
     /// Timers pending (inserted, neither fired nor removed).
@@ -329,6 +381,15 @@ impl TimerWheel {
                 let mut head = self.overflow;
                 self.entries.unlink(&mut head, index);
                 self.overflow = head;
+            }
+            Location::Due => {
+                let prev = self.entries.at(index).prev;
+                if self.due_tail == index {
+                    self.due_tail = prev;
+                }
+                let mut head = self.due_head;
+                self.entries.unlink(&mut head, index);
+                self.due_head = head;
             }
         }
     }

@@ -319,3 +319,65 @@ fn ten_thousand_timers_fire_on_time() {
         assert!(poll(&mut wheel, *key, w).is_ready());
     }
 }
+
+/// Panics when woken.
+struct PanicWaker;
+
+impl Wake for PanicWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("waker panic");
+    }
+}
+
+#[test]
+fn panicking_waker_loses_no_timer() {
+    let t0 = Instant::now();
+    let mut wheel = TimerWheel::new(t0);
+    let (count, waker) = counter();
+    let bad = Waker::from(Arc::new(PanicWaker));
+    // Same tick, and via a cascade from level 1, to exercise both lists.
+    for d in [5u64, 100] {
+        wheel.insert(t0 + ms(d), &waker);
+        wheel.insert(t0 + ms(d), &bad);
+        wheel.insert(t0 + ms(d), &waker);
+    }
+    let later = wheel.insert(t0 + ms(300), &waker);
+    for d in [5u64, 100] {
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wheel.expire(t0 + ms(d))));
+        assert!(res.is_err(), "the waker's panic propagates");
+        // The next call wakes the rest of the due timers.
+        wheel.expire(t0 + ms(d));
+    }
+    assert_eq!(count.0.load(Ordering::SeqCst), 4);
+    assert_eq!(wheel.len(), 1);
+    assert_eq!(wheel.next_deadline().map(|d| d <= t0 + ms(300)), Some(true));
+    assert_eq!(wheel.expire(t0 + ms(300)), 1);
+    assert_eq!(count.0.load(Ordering::SeqCst), 5);
+    assert!(poll(&mut wheel, later, &waker).is_ready());
+}
+
+#[test]
+fn due_timer_polled_before_its_wake_is_ready() {
+    let t0 = Instant::now();
+    let mut wheel = TimerWheel::new(t0);
+    let (count, waker) = counter();
+    let bad = Waker::from(Arc::new(PanicWaker));
+    // `bad` is woken first (inserted last: slot lists are LIFO), so `key`
+    // is left due but not yet woken.
+    let key = wheel.insert(t0 + ms(2), &waker);
+    let gone = wheel.insert(t0 + ms(2), &waker);
+    wheel.insert(t0 + ms(2), &bad);
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wheel.expire(t0 + ms(2))));
+    assert!(res.is_err());
+    assert!(poll(&mut wheel, key, &waker).is_ready());
+    wheel.remove(gone);
+    wheel.expire(t0 + ms(3));
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        0,
+        "freed timers must not be woken"
+    );
+    assert!(wheel.is_empty());
+    assert_eq!(wheel.next_deadline(), None);
+}
