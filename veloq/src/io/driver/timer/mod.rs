@@ -38,12 +38,14 @@
 //!
 //! When the wheel reaches the first tick of an occupied slot, the slot is
 //! emptied: timers due at that tick fire, the rest move to a lower level
-//! (a *cascade*). Firing is two-phase: due timers are first moved to a FIFO
-//! *due* list with no foreign code running, then their wakers are called
-//! one by one, each taken off the list first. A waker that panics thus
-//! leaves every other timer linked where it belongs, and the next `expire`
-//! wakes the rest of the due list. Each level keeps an `occupied` bitfield, so finding the
+//! (a *cascade*). Each level keeps an `occupied` bitfield, so finding the
 //! next slot with work is one `trailing_zeros` per level.
+//!
+//! Firing is two-phase: due timers are first moved to a FIFO *due* list
+//! with no foreign code running, then their wakers are called one by one,
+//! each taken off the list first. A waker that panics thus leaves every
+//! other timer linked where it belongs; the next `expire` wakes the rest of
+//! the due list (and `next_deadline` says it is due at once).
 //!
 //! # Invariants
 //!
@@ -212,7 +214,12 @@ impl TimerWheel {
     /// A driver that waits until this instant and then calls `expire`
     /// never misses a deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let (_, tick) = self.next_expiration()?;
+        let tick = if self.due_head != NIL {
+            // Wakes left over from a waker that panicked: due now.
+            self.elapsed
+        } else {
+            self.next_expiration()?.1
+        };
         // A tick too far for `Instant` (centuries) is as good as never.
         self.start.checked_add(Duration::from_millis(tick))
     }

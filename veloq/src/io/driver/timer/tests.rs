@@ -370,6 +370,8 @@ fn due_timer_polled_before_its_wake_is_ready() {
     wheel.insert(t0 + ms(2), &bad);
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wheel.expire(t0 + ms(2))));
     assert!(res.is_err());
+    // The unwoken timers make the wheel due at once.
+    assert_eq!(wheel.next_deadline(), Some(t0 + ms(2)));
     assert!(poll(&mut wheel, key, &waker).is_ready());
     wheel.remove(gone);
     wheel.expire(t0 + ms(3));
