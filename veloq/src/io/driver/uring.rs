@@ -6,6 +6,14 @@
 //! registry's keep-alive), so nothing the kernel touches can move or be
 //! freed before the op's CQE has been processed.
 //!
+//! # Kernel
+//!
+//! The ops need Linux 5.6 (OPENAT, CLOSE, SEND/RECV, ACCEPT, CONNECT,
+//! FALLOCATE as io_uring opcodes); on an older kernel an op fails with the
+//! kernel's `EINVAL`. Newer features are used where present and skipped
+//! where not: EXT_ARG waits (5.11), the sparse buffer table (5.13),
+//! `CQE_SKIP_SUCCESS` (5.17) and the setup flags (5.18 to 6.1; `setup`).
+//!
 //! # One `io_uring_enter` per turn
 //!
 //! Ops are only queued in the SQ by `submit` (a full SQ is submitted on
@@ -24,8 +32,15 @@
 //! acks of `ASYNC_CANCEL`/`TIMEOUT_REMOVE` (posted only on failure where
 //! the kernel has `CQE_SKIP_SUCCESS`), a removed timeout, a cancelled op's
 //! completion. When a blocking enter returned with nothing but those and
-//! the deadline has not passed, `wait` enters again: it returns only on an
-//! op completion, a wake, a due deadline, or a signal the caller must see.
+//! the deadline has not passed, `wait` enters again (at most
+//! `NOISE_RETRIES` times), so it returns on an op completion, a wake or a
+//! due deadline.
+//!
+//! # Wakes and fixed buffers
+//!
+//! Cross-thread wakes complete a `READ` the driver keeps armed on an
+//! eventfd (`wake`). A sparse fixed-buffer table is registered at setup
+//! and handed out in index runs to `BufPool`s (`buf_table`).
 //!
 //! # Internal `user_data` tokens
 //!
@@ -118,8 +133,8 @@ const CQE_BATCH: usize = 64;
 /// `!Send`: the ring may be set up with SINGLE_ISSUER and the registry
 /// holds `!Send` keep-alives; it stays on the thread that created it.
 pub(crate) struct UringDriver {
-    /// Declared first so that, after a successful drain, it is closed
-    /// before any memory below is freed.
+    /// Closed explicitly in `Drop`, after a successful drain and before
+    /// any other field is freed; leaked otherwise.
     ring: ManuallyDrop<IoUring>,
     level: SetupLevel,
     registry: OpRegistry<UringOp>,
@@ -279,18 +294,12 @@ impl UringDriver {
     }
 
     /// Whether a non-blocking turn needs a syscall at all: something is
-    /// queued, the kernel flagged pending completion work, or the CQ
-    /// overflowed. Without TASKRUN_FLAG we cannot tell, so we enter.
+    /// queued, the kernel flagged pending completion work (TASKRUN_FLAG,
+    /// set with every level that defers that work; without it the kernel
+    /// runs the work on any return to user space), or the CQ overflowed.
     fn needs_enter(&mut self) -> bool {
         let sq = self.ring.submission();
-        if !sq.is_empty() || sq.cq_overflow() {
-            return true;
-        }
-        if self.level.has_taskrun_flag() {
-            sq.taskrun()
-        } else {
-            self.level != SetupLevel::Plain && self.level != SetupLevel::SubmitAll
-        }
+        !sq.is_empty() || sq.cq_overflow() || (self.level.has_taskrun_flag() && sq.taskrun())
     }
 
     /// Arms the eventfd read that cross-thread wakes complete.
