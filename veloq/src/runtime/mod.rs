@@ -27,6 +27,25 @@
 //! #[veloq::test]
 //! fn not_async() {}
 //! ```
+//!
+//! A runtime belongs to its thread (`JoinHandle<T>` is `Send` only where
+//! `T` is):
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<veloq::Runtime>();
+//! ```
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<veloq::JoinHandle<std::rc::Rc<u8>>>();
+//! ```
+//!
+//! ```
+//! fn assert_send<T: Send>() {}
+//! assert_send::<veloq::JoinHandle<String>>();
+//! assert_send::<veloq::JoinError>();
+//! ```
 
 mod builder;
 pub(crate) mod context;
