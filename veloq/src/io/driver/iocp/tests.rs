@@ -904,3 +904,63 @@ fn rio_is_detected_or_reported_missing() {
         }
     }
 }
+
+/// Completions per `GetQueuedCompletionStatusEx` call on a real workload:
+/// 32 connections ping-ponging through the runtime at once.
+#[test]
+fn concurrent_echo_batches_completions_per_wait() {
+    use crate::net::{TcpListener, TcpStream};
+    const CONNS: usize = 32;
+    const ROUNDS: usize = 50;
+    crate::block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        crate::spawn(async move {
+            for _ in 0..CONNS {
+                let (stream, _) = listener.accept().await.unwrap();
+                crate::spawn(async move {
+                    loop {
+                        let (res, buf) = stream.read(vec![0u8; 64]).await;
+                        let n = res.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        let (res, _) = stream.write_all(buf[..n].to_vec()).await;
+                        res.unwrap();
+                    }
+                });
+            }
+        });
+        let clients: Vec<_> = (0..CONNS)
+            .map(|_| {
+                crate::spawn(async move {
+                    let stream = TcpStream::connect(addr).await.unwrap();
+                    let mut msg = vec![7u8; 64];
+                    for _ in 0..ROUNDS {
+                        let (res, m) = stream.write_all(msg).await;
+                        res.unwrap();
+                        let (res, m) = stream.read_exact(m).await;
+                        res.unwrap();
+                        msg = m;
+                    }
+                })
+            })
+            .collect();
+        let before = crate::runtime::driver_stats();
+        for c in clients {
+            c.await.unwrap();
+        }
+        let after = crate::runtime::driver_stats();
+        let completions = after.completions - before.completions;
+        let calls = after.wait_calls - before.wait_calls;
+        let per_call = completions as f64 / calls.max(1) as f64;
+        eprintln!(
+            "{CONNS} conns x {ROUNDS} round trips: {completions} completions in {calls} \
+             GetQueuedCompletionStatusEx calls = {per_call:.2} per call"
+        );
+        assert!(
+            completions > calls,
+            "no batching: {completions} completions in {calls} calls"
+        );
+    });
+}
