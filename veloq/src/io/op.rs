@@ -95,6 +95,8 @@ pub(crate) struct Connect {
 /// accepted socket with it.
 pub(crate) struct Accept {
     pub(crate) fd: RawFd,
+    // Only IOCP needs the family (io_uring's accept creates the socket).
+    #[cfg_attr(not(windows), allow(dead_code))]
     pub(crate) ipv6: bool,
 }
 

@@ -105,12 +105,6 @@ impl<T> OpRegistry<T> {
         }
     }
 
-    /// Ops in the registry (reserved, in flight, completed but not yet
-    /// polled, or cancelled and awaiting their completion).
-    pub(crate) fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Whether no op is in the registry.
     pub(crate) fn is_empty(&self) -> bool {
         self.slots.len() == 0

@@ -74,6 +74,7 @@ impl<T> StableSlab<T> {
     }
 
     /// The value at `index`, if occupied.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn get(&self, index: usize) -> Option<&T> {
         let page = self.pages.get(index / PAGE_SIZE)?;
         match &page[index % PAGE_SIZE] {
