@@ -6,6 +6,8 @@
 #
 # Usage: scripts/test-windows.sh [extra cargo test args, e.g. --lib iocp]
 #        scripts/test-windows.sh --check   (cargo check only, no Wine)
+#        scripts/test-windows.sh --clippy  (clippy -D warnings for the
+#                                           Windows target, no Wine)
 #
 # Works from a fresh Debian 12 machine: installs what is missing (Debian's
 # Rust 1.96 with its std source for -Zbuild-std, mingw-w64, Wine 8.0),
@@ -20,6 +22,7 @@ cd "$REPO"
 TARGET=x86_64-pc-windows-gnu
 # `wine` provides /usr/bin/wine (the runner); `wine64` the 64-bit loader.
 PACKAGES=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine wine64)
+[[ "${1:-}" == "--clippy" ]] && PACKAGES+=(rust-web-clippy)
 
 log() { printf '[test-windows] %s\n' "$*" >&2; }
 
@@ -49,6 +52,10 @@ unset RUSTFLAGS CARGO_BUILD_TARGET
 if [[ "${1:-}" == "--check" ]]; then
     shift
     exec cargo check -p veloq --all-targets --target "$TARGET" -Zbuild-std "$@"
+fi
+if [[ "${1:-}" == "--clippy" ]]; then
+    shift
+    exec cargo clippy -p veloq --all-targets --target "$TARGET" -Zbuild-std "$@" -- -D warnings
 fi
 
 # --- Wine prefix -----------------------------------------------------------

@@ -410,15 +410,10 @@ impl Driver for IocpDriver {
     fn process_completions(&mut self) -> usize {
         let batch = self.entries.len();
         let mut total = 0;
-        loop {
-            match self.dequeue(0) {
-                Ok(n) => {
-                    total += n;
-                    if n < batch {
-                        break;
-                    }
-                }
-                Err(_) => break,
+        while let Ok(n) = self.dequeue(0) {
+            total += n;
+            if n < batch {
+                break;
             }
         }
         total

@@ -83,7 +83,7 @@ impl SockAddrBuf {
 
     /// The address held, if it is a complete IPv4 or IPv6 one of `len`
     /// bytes.
-    pub(crate) fn to_std(&self, len: i32) -> Option<SocketAddr> {
+    pub(crate) fn socket_addr(&self, len: i32) -> Option<SocketAddr> {
         // SAFETY: `self` is `CAPACITY` readable bytes, and `len` is checked
         // against the family's size inside.
         unsafe { sockaddr_to_std(self.as_ptr(), len) }

@@ -415,7 +415,7 @@ pub(crate) unsafe fn submit_connect(op: &mut IocpOp) -> io::Result<SubmissionRes
     let p = unsafe { &op.payload.connect };
     let addr = p
         .addr
-        .to_std(p.addr_len)
+        .socket_addr(p.addr_len)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "veloq: bad connect address"))?;
     ensure_bound(s, &addr)?;
     let mut sent = 0u32;
@@ -520,7 +520,7 @@ pub(crate) unsafe fn complete_recv_from(op: &mut IocpOp, res: Result<usize, u32>
     // Read by family over the whole buffer: the length Winsock writes back
     // is not needed to decode an IP address.
     let addr = if res.is_ok() {
-        p.addr.to_std(SockAddrBuf::CAPACITY)
+        p.addr.socket_addr(SockAddrBuf::CAPACITY)
     } else {
         None
     };

@@ -312,7 +312,7 @@ fn slab_pages_keep_in_flight_ops_in_place_and_batch_completions() {
         tx.send_to(&i.to_le_bytes(), &rx_addr.into()).unwrap();
     }
     let before = d.stats();
-    let mut seen = vec![false; N];
+    let mut seen = [false; N];
     for key in keys {
         let out = run(&mut d, key);
         assert_eq!(out.res.unwrap(), 4);
