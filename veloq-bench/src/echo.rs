@@ -1,0 +1,195 @@
+//! The echo scenario: each runtime's echo server in its own process
+//! (this binary re-executed as `serve <runtime>`, pinned to CPU 0), loaded
+//! by the one shared epoll client on this thread (pinned to CPU 1).
+//!
+//! For every connection count, closed loop: req/s, p50/p99 round trip and
+//! server CPU µs per request. Then at a fixed rate on 16 connections: the
+//! server CPU µs per request, the figure that is stable on a noisy machine
+//! (utime+stime of the server process from `/proc/<pid>/stat`). Rounds
+//! alternate the runtimes (A B C D A B C D …); every round starts a fresh
+//! server process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use crate::client::{run_load, LoadSpec, Phase};
+use crate::opts::Opts;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::stats::{median, Better, Figure};
+use crate::sys;
+
+/// The CPU the servers run on.
+pub const SERVER_CPU: usize = 0;
+/// The CPU the client runs on.
+pub const CLIENT_CPU: usize = 1;
+/// Connections of the fixed-rate run.
+const FIXED_RATE_CONNS: usize = 16;
+
+/// A server process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `serve <runtime>` and waits for its address.
+    pub fn start(runtime: &str) -> Result<Server, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .args(["serve", runtime])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn server: {e}"))?;
+        let out = child.stdout.take().ok_or("no server stdout")?;
+        let mut line = String::new();
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("{runtime} server did not start (said {line:?})"))?;
+        Ok(Server { child, addr })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `serve <runtime>` entry point of the child process.
+pub fn serve_main(runtime: &str) -> Result<(), String> {
+    sys::pin_current_thread(SERVER_CPU).map_err(|e| format!("pin to CPU {SERVER_CPU}: {e}"))?;
+    crate::servers::serve(runtime, |addr| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "LISTENING {addr}");
+        let _ = out.flush();
+    })
+}
+
+/// One measured window against one server.
+pub struct Sample {
+    /// Round trips per second.
+    pub rate: f64,
+    /// Median round trip, µs.
+    pub p50_us: f64,
+    /// 99th percentile round trip, µs.
+    pub p99_us: f64,
+    /// Server utime+stime per round trip, µs.
+    pub cpu_us_per_req: f64,
+    /// Share of the machine (0–100 %) busy with neither server nor client.
+    pub others_pct: f64,
+}
+
+/// Runs one window of `conns` connections (closed loop or at `rate`)
+/// against a fresh `runtime` server.
+pub fn measure(runtime: &str, o: &Opts, conns: usize, rate: Option<f64>) -> Result<Sample, String> {
+    let server = Server::start(runtime)?;
+    let spec = LoadSpec {
+        addr: server.addr,
+        conns,
+        warmup: o.warmup,
+        window: o.window,
+        rate,
+    };
+    let pid = server.pid();
+    let me = std::process::id();
+    let mut marks = Vec::with_capacity(2);
+    let res = run_load(&spec, |_: Phase| {
+        marks.push((
+            sys::process_cpu_ticks(pid).unwrap_or(0),
+            sys::process_cpu_ticks(me).unwrap_or(0),
+            sys::machine_ticks().unwrap_or((0, 0)),
+        ));
+    })
+    .map_err(|e| format!("{runtime}, {conns} conns: {e}"))?;
+    drop(server);
+    let [(s0, c0, (b0, t0)), (s1, c1, (b1, t1))] = marks[..] else {
+        return Err("window marks missing".into());
+    };
+    let server_ticks = s1.saturating_sub(s0);
+    let others = (b1 - b0).saturating_sub(server_ticks + c1.saturating_sub(c0));
+    Ok(Sample {
+        rate: res.rate(),
+        p50_us: res.latency_us(0.5),
+        p99_us: res.latency_us(0.99),
+        cpu_us_per_req: server_ticks as f64 / sys::clock_ticks_per_sec() * 1e6
+            / res.requests.max(1) as f64,
+        others_pct: 100.0 * others as f64 / (t1 - t0).max(1) as f64,
+    })
+}
+
+/// Runs the whole scenario.
+pub fn run(o: &Opts) -> Result<Report, String> {
+    sys::pin_current_thread(CLIENT_CPU).map_err(|e| format!("pin to CPU {CLIENT_CPU}: {e}"))?;
+    let mut configs: Vec<(usize, Option<f64>)> = o.conns.iter().map(|&c| (c, None)).collect();
+    configs.push((FIXED_RATE_CONNS, Some(o.rate)));
+    let mut progress = Progress::new("echo", configs.len() * o.rounds * o.runtimes.len());
+    let mut figures = Vec::new();
+    let mut others = Vec::new();
+    for &(conns, rate) in &configs {
+        let tag = match rate {
+            None => format!("{conns} conns"),
+            Some(r) => format!("{conns} conns at fixed {r:.0} req/s"),
+        };
+        let mut f_rate = Figure::new(format!("req/s, {tag}"), "req/s", Better::Higher);
+        let mut f_p50 = Figure::new(format!("p50 round trip, {tag}"), "µs", Better::Lower);
+        let mut f_p99 = Figure::new(format!("p99 round trip, {tag}"), "µs", Better::Lower);
+        let mut f_cpu = Figure::new(
+            format!("server CPU per request, {tag}"),
+            "µs",
+            Better::Lower,
+        );
+        for round in 1..=o.rounds {
+            for rt in &o.runtimes {
+                progress.step(&format!("{tag}, round {round}, {rt}"));
+                let s = measure(rt, o, conns, rate)?;
+                f_rate.push(rt, s.rate);
+                f_p50.push(rt, s.p50_us);
+                f_p99.push(rt, s.p99_us);
+                f_cpu.push(rt, s.cpu_us_per_req);
+                others.push(s.others_pct);
+            }
+        }
+        if rate.is_none() {
+            figures.extend([f_rate, f_cpu, f_p50, f_p99]);
+        } else {
+            figures.extend([f_cpu, f_rate, f_p50, f_p99]);
+        }
+    }
+    progress.finish();
+    // Headline figures first: the targets.
+    figures.sort_by_key(|f| !f.name.contains("fixed") as u8);
+    let max_others = others.iter().copied().fold(0.0f64, f64::max);
+    Ok(Report {
+        title: "echo: TCP ping-pong, 1 KiB, server on CPU 0, shared epoll client on CPU 1".into(),
+        notes: vec![
+            format!(
+                "{} rounds × {:.1} s windows after {:.1} s warm-up; runtimes alternate within each round; fresh server process per window",
+                o.rounds,
+                o.window.as_secs_f64(),
+                o.warmup.as_secs_f64()
+            ),
+            format!(
+                "machine busy with other work during the windows: median {:.0}%, max {:.0}% of all CPUs",
+                median(&others),
+                max_others
+            ),
+        ],
+        figures,
+    })
+}

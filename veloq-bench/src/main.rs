@@ -1,0 +1,123 @@
+//! veloq-bench: veloq measured side by side against tokio (current_thread),
+//! monoio (io_uring driver) and compio, in alternating rounds, with
+//! Markdown and SVG output.
+//!
+//! ```text
+//! cargo run --release -p veloq-bench -- <echo|file|timers|alloc|all> [--quick] [options]
+//! ```
+//!
+//! See `veloq-bench/README.md` for what each scenario measures.
+
+mod opts;
+mod report;
+mod stats;
+mod svg;
+
+#[cfg(target_os = "linux")]
+mod alloc;
+#[cfg(target_os = "linux")]
+mod client;
+#[cfg(target_os = "linux")]
+mod echo;
+#[cfg(target_os = "linux")]
+mod file;
+#[cfg(target_os = "linux")]
+mod progress;
+#[cfg(target_os = "linux")]
+mod servers;
+#[cfg(target_os = "linux")]
+mod sys;
+#[cfg(target_os = "linux")]
+mod timers;
+
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
+
+use opts::{Command, USAGE};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = match opts::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let result = match cmd {
+        Command::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Command::Serve(rt) => serve(&rt),
+        Command::Bench(o) => bench(&o, &args),
+    };
+    if let Err(e) = result {
+        eprintln!("veloq-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn serve(rt: &str) -> Result<(), String> {
+    echo::serve_main(rt)
+}
+
+#[cfg(target_os = "linux")]
+fn bench(o: &opts::Opts, args: &[String]) -> Result<(), String> {
+    let scenarios: Vec<&str> = match o.scenario.as_str() {
+        "all" => vec!["echo", "file", "timers", "alloc"],
+        s => vec![s],
+    };
+    let load_before = sys::load_average();
+    for s in scenarios {
+        let mut r = match s {
+            "echo" => echo::run(o)?,
+            "file" => file::run(o)?,
+            "timers" => timers::run(o)?,
+            "alloc" => alloc::run(o)?,
+            _ => unreachable!("parse accepts only known scenarios"),
+        };
+        r.notes.insert(
+            0,
+            format!(
+                "command: `cargo run --release -p veloq-bench -- {}`",
+                args.join(" ")
+            ),
+        );
+        r.notes
+            .insert(1, format!("machine: {}", sys::machine_description()));
+        r.notes.push(format!(
+            "1-minute load average before / after: {load_before:.2} / {:.2}",
+            sys::load_average()
+        ));
+        write_report(o, s, &r)?;
+    }
+    Ok(())
+}
+
+/// Prints the Markdown and writes `<out>/<scenario>.md` and `.svg`.
+#[cfg(target_os = "linux")]
+fn write_report(o: &opts::Opts, scenario: &str, r: &report::Report) -> Result<(), String> {
+    let md = r.to_markdown();
+    println!("{md}");
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let md_path = o.out.join(format!("{scenario}.md"));
+    let svg_path = o.out.join(format!("{scenario}.svg"));
+    std::fs::write(&md_path, md).map_err(|e| format!("{}: {e}", md_path.display()))?;
+    std::fs::write(&svg_path, svg::to_svg(r))
+        .map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    eprintln!("wrote {} and {}", md_path.display(), svg_path.display());
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn serve(_: &str) -> Result<(), String> {
+    Err("the echo servers need Linux (monoio's io_uring driver)".into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bench(_: &opts::Opts, _: &[String]) -> Result<(), String> {
+    Err("veloq-bench runs on Linux; the Windows leg is not built yet".into())
+}

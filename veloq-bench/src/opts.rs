@@ -1,0 +1,182 @@
+//! Command-line options. Hand-parsed (no argument-parsing dependency):
+//!
+//! ```text
+//! veloq-bench <echo|file|timers|alloc|all> [--quick] [--rounds N] [--secs S]
+//!             [--warmup S] [--rate R] [--conns 1,16,64] [--runtimes a,b]
+//!             [--timers N] [--file-mib N] [--out DIR]
+//! veloq-bench serve <runtime>        (internal: one echo server process)
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every runtime the echo scenario knows, veloq first.
+pub const ECHO_RUNTIMES: [&str; 4] = ["veloq", "tokio", "monoio", "compio"];
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run one scenario (or "all").
+    Bench(Opts),
+    /// Internal: serve echo with one runtime on this process.
+    Serve(String),
+    /// Print usage.
+    Help,
+}
+
+/// Options of a benchmark run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opts {
+    /// echo, file, timers, alloc or all.
+    pub scenario: String,
+    /// Alternating rounds per contender.
+    pub rounds: usize,
+    /// Length of one measured window.
+    pub window: Duration,
+    /// Warm-up before each window.
+    pub warmup: Duration,
+    /// Fixed request rate (req/s) for the server-CPU figure.
+    pub rate: f64,
+    /// Connection counts for the closed-loop echo runs.
+    pub conns: Vec<usize>,
+    /// Runtimes to compare (veloq always first).
+    pub runtimes: Vec<String>,
+    /// Timers in the timer scenario.
+    pub timers: usize,
+    /// Size of the file scenario's file in MiB.
+    pub file_mib: u64,
+    /// Where the Markdown and SVG go.
+    pub out: PathBuf,
+    /// Whether `--quick` was given (recorded in the report).
+    pub quick: bool,
+}
+
+impl Opts {
+    fn defaults(scenario: String, quick: bool) -> Opts {
+        Opts {
+            scenario,
+            rounds: if quick { 2 } else { 3 },
+            window: Duration::from_millis(if quick { 1500 } else { 5000 }),
+            warmup: Duration::from_millis(if quick { 500 } else { 1000 }),
+            rate: 40_000.0,
+            conns: vec![1, 16, 64],
+            runtimes: ECHO_RUNTIMES.iter().map(|s| s.to_string()).collect(),
+            timers: 1_000_000,
+            file_mib: 256,
+            out: PathBuf::from("results"),
+            quick,
+        }
+    }
+}
+
+/// Usage text.
+pub const USAGE: &str = "usage: veloq-bench <echo|file|timers|alloc|all> [--quick] [--rounds N] \
+[--secs S] [--warmup S] [--rate REQ_PER_S] [--conns 1,16,64] [--runtimes veloq,tokio,monoio,compio] \
+[--timers N] [--file-mib N] [--out DIR]";
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let Some(first) = args.first() else {
+        return Ok(Command::Help);
+    };
+    match first.as_str() {
+        "-h" | "--help" | "help" => return Ok(Command::Help),
+        "serve" => {
+            let rt = args.get(1).ok_or("serve needs a runtime name")?;
+            return Ok(Command::Serve(rt.clone()));
+        }
+        "echo" | "file" | "timers" | "alloc" | "all" => {}
+        other => return Err(format!("unknown scenario {other:?}")),
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut o = Opts::defaults(first.clone(), quick);
+    let mut it = args[1..].iter();
+    while let Some(flag) = it.next() {
+        if flag == "--quick" {
+            continue;
+        }
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value"))
+                .cloned()
+        };
+        match flag.as_str() {
+            "--rounds" => o.rounds = num(&value()?, flag)?,
+            "--secs" => o.window = Duration::from_secs_f64(num(&value()?, flag)?),
+            "--warmup" => o.warmup = Duration::from_secs_f64(num(&value()?, flag)?),
+            "--rate" => o.rate = num(&value()?, flag)?,
+            "--timers" => o.timers = num(&value()?, flag)?,
+            "--file-mib" => o.file_mib = num(&value()?, flag)?,
+            "--out" => o.out = PathBuf::from(value()?),
+            "--conns" => {
+                o.conns = value()?
+                    .split(',')
+                    .map(|c| num(c, flag))
+                    .collect::<Result<_, _>>()?
+            }
+            "--runtimes" => {
+                let v = value()?;
+                let mut rts: Vec<String> = v.split(',').map(str::to_string).collect();
+                if let Some(bad) = rts.iter().find(|r| !ECHO_RUNTIMES.contains(&r.as_str())) {
+                    return Err(format!("unknown runtime {bad:?}"));
+                }
+                // veloq is what ratios are taken of: always measured, always first.
+                rts.retain(|r| r != "veloq");
+                rts.insert(0, "veloq".into());
+                o.runtimes = rts;
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if o.rounds == 0 || o.conns.contains(&0) || o.rate <= 0.0 || o.timers < 2 {
+        return Err("rounds, conns, rate and timers must be positive".into());
+    }
+    Ok(Command::Bench(o))
+}
+
+fn num<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{flag}: {s:?} is not a valid number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn quick_changes_defaults_and_flags_override() {
+        let Command::Bench(o) = parse(&args("echo --rounds 5 --quick --conns 2,8")).unwrap() else {
+            panic!("not a bench command")
+        };
+        assert!(o.quick);
+        assert_eq!(o.rounds, 5);
+        assert_eq!(o.window, Duration::from_millis(1500));
+        assert_eq!(o.conns, vec![2, 8]);
+    }
+
+    #[test]
+    fn veloq_is_always_first() {
+        let Command::Bench(o) = parse(&args("echo --runtimes tokio,veloq,compio")).unwrap() else {
+            panic!("not a bench command")
+        };
+        assert_eq!(o.runtimes, vec!["veloq", "tokio", "compio"]);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(parse(&args("nope")).is_err());
+        assert!(parse(&args("echo --rounds")).is_err());
+        assert!(parse(&args("echo --rounds x")).is_err());
+        assert!(parse(&args("echo --runtimes glommio")).is_err());
+        assert!(parse(&args("echo --conns 0")).is_err());
+        assert_eq!(
+            parse(&args("serve tokio")).unwrap(),
+            Command::Serve("tokio".into())
+        );
+        assert_eq!(parse(&[]).unwrap(), Command::Help);
+    }
+}
