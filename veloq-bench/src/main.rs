@@ -51,6 +51,7 @@ fn main() {
             Ok(())
         }
         Command::Serve(rt) => serve(&rt),
+        Command::Load { addr, conns, secs } => load(&addr, conns, secs),
         Command::Bench(o) => bench(&o, &args),
     };
     if let Err(e) = result {
@@ -62,6 +63,25 @@ fn main() {
 #[cfg(target_os = "linux")]
 fn serve(rt: &str) -> Result<(), String> {
     echo::serve_main(rt)
+}
+
+#[cfg(target_os = "linux")]
+fn load(addr: &str, conns: usize, secs: f64) -> Result<(), String> {
+    let spec = client::LoadSpec {
+        addr: addr.parse().map_err(|e| format!("{addr}: {e}"))?,
+        conns,
+        warmup: std::time::Duration::ZERO,
+        window: std::time::Duration::from_secs_f64(secs),
+        rate: None,
+    };
+    let r = client::run_load(&spec, |_| {}).map_err(|e| e.to_string())?;
+    println!(
+        "{:.0} req/s, p50 {:.1} µs, p99 {:.1} µs",
+        r.rate(),
+        r.latency_us(0.5),
+        r.latency_us(0.99)
+    );
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]
@@ -115,6 +135,11 @@ fn write_report(o: &opts::Opts, scenario: &str, r: &report::Report) -> Result<()
 #[cfg(not(target_os = "linux"))]
 fn serve(_: &str) -> Result<(), String> {
     Err("the echo servers need Linux (monoio's io_uring driver)".into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn load(_: &str, _: usize, _: f64) -> Result<(), String> {
+    Err("the load client needs Linux (epoll)".into())
 }
 
 #[cfg(not(target_os = "linux"))]

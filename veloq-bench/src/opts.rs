@@ -5,6 +5,7 @@
 //!             [--warmup S] [--rate R] [--conns 1,16,64] [--runtimes a,b]
 //!             [--timers N] [--file-mib N] [--out DIR]
 //! veloq-bench serve <runtime>        (internal: one echo server process)
+//! veloq-bench load ADDR CONNS SECS   (the load client alone, for profiling)
 //! ```
 
 use std::path::PathBuf;
@@ -20,6 +21,16 @@ pub enum Command {
     Bench(Opts),
     /// Internal: serve echo with one runtime on this process.
     Serve(String),
+    /// Profiling aid: run the load client alone against `addr` with
+    /// `conns` connections for `secs` seconds (closed loop).
+    Load {
+        /// Server address.
+        addr: String,
+        /// Connections.
+        conns: usize,
+        /// Seconds.
+        secs: f64,
+    },
     /// Print usage.
     Help,
 }
@@ -84,6 +95,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "serve" => {
             let rt = args.get(1).ok_or("serve needs a runtime name")?;
             return Ok(Command::Serve(rt.clone()));
+        }
+        "load" => {
+            let [_, addr, conns, secs] = args else {
+                return Err("usage: load ADDR CONNS SECS".into());
+            };
+            return Ok(Command::Load {
+                addr: addr.clone(),
+                conns: num(conns, "conns")?,
+                secs: num(secs, "secs")?,
+            });
         }
         "echo" | "file" | "timers" | "alloc" | "all" => {}
         other => return Err(format!("unknown scenario {other:?}")),
@@ -178,5 +199,10 @@ mod tests {
             Command::Serve("tokio".into())
         );
         assert_eq!(parse(&[]).unwrap(), Command::Help);
+        assert!(parse(&args("load 127.0.0.1:1 4")).is_err());
+        assert!(matches!(
+            parse(&args("load 127.0.0.1:1 4 2.5")).unwrap(),
+            Command::Load { conns: 4, .. }
+        ));
     }
 }

@@ -85,7 +85,9 @@ pub fn machine_description() -> String {
         .and_then(|l| l.split(':').nth(1))
         .map(str::trim)
         .unwrap_or("unknown CPU");
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Not available_parallelism: that honours this thread's CPU pinning.
+    // SAFETY: sysconf reads a constant; no memory is passed.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{model}, {cpus} CPUs, Linux {}", kernel.trim())
 }

@@ -45,6 +45,9 @@ pub(crate) mod timer;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 
+#[cfg(target_os = "linux")]
+pub(crate) mod epoll;
+
 #[cfg(windows)]
 pub(crate) mod iocp;
 
