@@ -6,9 +6,10 @@
 //!
 //! # Backends
 //!
-//! The backend is chosen here, once, by target: `uring` (io_uring) on Linux,
-//! `iocp` (I/O completion ports) on Windows. The rest of the crate names
-//! only [`PlatformDriver`].
+//! The backend is chosen here, once, by target: `linux` on Linux (io_uring,
+//! or the `epoll` readiness fallback, picked when the runtime starts; see
+//! `linux` and `kind`), `iocp` (I/O completion ports) on Windows. The rest
+//! of the crate names only [`PlatformDriver`].
 //!
 //! # The life of an op
 //!
@@ -38,6 +39,7 @@
 //! (whichever is first), then processes completions and fires due timers.
 //! `wait(Some(Duration::ZERO))` never blocks.
 
+mod kind;
 pub(crate) mod op_registry;
 pub(crate) mod stable_slab;
 pub(crate) mod timer;
@@ -48,6 +50,9 @@ pub(crate) mod uring;
 #[cfg(target_os = "linux")]
 pub(crate) mod epoll;
 
+#[cfg(target_os = "linux")]
+pub(crate) mod linux;
+
 #[cfg(windows)]
 pub(crate) mod iocp;
 
@@ -57,6 +62,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+pub use kind::DriverKind;
 pub(crate) use op_registry::OpKey;
 pub(crate) use timer::TimerWheel;
 
@@ -65,15 +71,29 @@ use crate::sys::RawFd;
 
 /// The driver of this platform.
 #[cfg(target_os = "linux")]
-pub(crate) type PlatformDriver = uring::UringDriver;
+pub(crate) type PlatformDriver = linux::LinuxDriver;
 
 /// The driver of this platform.
 #[cfg(windows)]
 pub(crate) type PlatformDriver = iocp::IocpDriver;
 
+/// Which backend `driver` is.
+#[cfg(target_os = "linux")]
+pub(crate) fn platform_kind(driver: &PlatformDriver) -> DriverKind {
+    driver.kind()
+}
+
+/// Which backend `driver` is.
+#[cfg(windows)]
+pub(crate) fn platform_kind(_driver: &PlatformDriver) -> DriverKind {
+    DriverKind::Iocp
+}
+
 /// Settings a driver is built with (from `Runtime::builder()`).
 #[derive(Debug, Clone)]
 pub(crate) struct DriverConfig {
+    /// Which backend to start (Linux: io_uring or epoll; see `kind`).
+    pub(crate) kind: DriverKind,
     /// Submission queue size (io_uring) / completions fetched per wait (IOCP).
     pub(crate) entries: u32,
     /// Most threads the blocking-offload pool may run at once (IOCP).
@@ -85,6 +105,7 @@ pub(crate) struct DriverConfig {
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
+            kind: DriverKind::Auto,
             entries: 256,
             max_blocking_threads: 16,
             blocking_keep_alive: Duration::from_secs(10),

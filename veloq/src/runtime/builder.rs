@@ -4,7 +4,7 @@ use std::io;
 use std::time::Duration;
 
 use super::executor::Runtime;
-use crate::io::driver::DriverConfig;
+use crate::io::driver::{DriverConfig, DriverKind};
 
 /// Configures and builds a [`Runtime`].
 ///
@@ -67,6 +67,30 @@ impl Builder {
         self
     }
 
+    /// Which I/O driver to run on (default [`DriverKind::Auto`]).
+    ///
+    /// On Linux, `Auto` takes the `VELOQ_DRIVER` environment variable
+    /// (`auto`, `io_uring`, `epoll`) into account, then uses io_uring and
+    /// falls back to epoll where io_uring is refused (seccomp,
+    /// `kernel.io_uring_disabled`, no kernel support), logging one line to
+    /// stderr. An explicit `IoUring` or `Epoll` is used as given: `build`
+    /// fails if it cannot start. Windows runs on IOCP; asking for another
+    /// driver there fails with `Unsupported`.
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// use veloq::runtime::DriverKind;
+    ///
+    /// let rt = veloq::Runtime::builder().driver(DriverKind::Epoll).build()?;
+    /// assert_eq!(rt.block_on(async { veloq::runtime::driver_kind() }), DriverKind::Epoll);
+    /// # }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn driver(mut self, kind: DriverKind) -> Self {
+        self.config.kind = kind;
+        self
+    }
+
     /// Creates the runtime (and its driver) on the calling thread.
     ///
     /// # Errors
@@ -96,6 +120,7 @@ impl Builder {
         if self.config.max_blocking_threads == 0 {
             return Err(invalid("veloq: max_blocking_threads must be at least 1"));
         }
+        self.config.kind.check_platform()?;
         Runtime::with_config(&self.config)
     }
 }

@@ -60,7 +60,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use crate::io::driver::DriverStats;
+pub use crate::io::driver::{DriverKind, DriverStats};
 pub use builder::Builder;
 pub use executor::Runtime;
 pub use join::{JoinError, JoinHandle};
@@ -147,4 +147,19 @@ impl Future for YieldNow {
 /// Outside a runtime.
 pub fn driver_stats() -> DriverStats {
     context::with_driver(|d| d.stats())
+}
+
+/// Which I/O driver the current runtime runs on: `IoUring` or `Epoll` on
+/// Linux (see [`Builder::driver`]), `Iocp` on Windows; never `Auto`.
+///
+/// ```
+/// let kind = veloq::block_on(async { veloq::runtime::driver_kind() });
+/// println!("running on {kind}");
+/// ```
+///
+/// # Panics
+///
+/// Outside a runtime.
+pub fn driver_kind() -> DriverKind {
+    context::with_driver(|d| crate::io::driver::platform_kind(d))
 }

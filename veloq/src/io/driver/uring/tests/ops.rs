@@ -294,7 +294,9 @@ fn invalid_open_fails_at_submit_and_frees_the_slot() {
             ..OpenFlags::default()
         },
     };
-    let err = d.submit(key, desc.into_platform_op()).unwrap_err();
+    let err = d
+        .submit(key, IntoPlatformOp::<UringDriver>::into_platform_op(desc))
+        .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert!(d.registry.is_empty());
     assert_eq!(d.stats().in_flight, 0);
