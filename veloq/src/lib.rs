@@ -42,6 +42,7 @@ pub mod fs;
 pub(crate) mod io;
 pub mod net;
 pub mod runtime;
+pub mod sync;
 pub(crate) mod sys;
 pub mod time;
 
