@@ -48,5 +48,8 @@ pub mod time;
 
 pub use io::buf;
 pub use buf::BufResult;
-pub use runtime::{block_on, spawn, yield_now, JoinError, JoinHandle, Runtime};
+pub use runtime::{
+    block_on, spawn, spawn_balanced, spawn_on, worker_count, worker_id, yield_now, JoinError,
+    JoinHandle, Runtime,
+};
 pub use veloq_macros::{main, test};

@@ -19,6 +19,7 @@ use crate::io::driver::{DriverConfig, DriverKind};
 #[derive(Debug, Clone)]
 pub struct Builder {
     workers: usize,
+    pin: bool,
     config: DriverConfig,
 }
 
@@ -34,6 +35,7 @@ impl Builder {
     pub fn new() -> Self {
         Builder {
             workers: 1,
+            pin: false,
             config: DriverConfig::default(),
         }
     }
@@ -45,11 +47,35 @@ impl Builder {
         self
     }
 
-    /// Worker threads. Only `1` is supported for now: multi-worker runtimes
-    /// are planned, and `build` reports `ErrorKind::Unsupported` for any
-    /// other count (`ErrorKind::InvalidInput` for 0).
+    /// Workers: threads, each with its own driver and executor (default
+    /// 1). Worker 0 is the thread that calls `build` and runs `block_on`;
+    /// `build` starts workers `1..n` on threads of their own. Tasks stay
+    /// on the worker that spawned them; see [`spawn_on`](crate::spawn_on)
+    /// and [`spawn_balanced`](crate::spawn_balanced). Must be at least 1.
+    ///
+    /// ```
+    /// let rt = veloq::Runtime::builder().workers(2).build()?;
+    /// let ids = rt.block_on(async {
+    ///     let other = veloq::spawn_on(1, || async { veloq::worker_id() });
+    ///     (veloq::worker_id(), other.await.unwrap())
+    /// });
+    /// assert_eq!(ids, (0, 1));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// Pins worker `i` to the `i`-th CPU this process may run on (wrapping
+    /// around when there are more workers than CPUs): `sched_setaffinity`
+    /// on Linux, `SetThreadAffinityMask` on Windows (CPUs of the first
+    /// processor group only). Default `false`.
+    ///
+    /// Worker 0 is the thread that calls `build`; it stays pinned after the
+    /// runtime is dropped.
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
         self
     }
 
@@ -91,27 +117,19 @@ impl Builder {
         self
     }
 
-    /// Creates the runtime (and its driver) on the calling thread.
+    /// Creates the runtime: worker 0 (and its driver) on the calling
+    /// thread, and the threads of the other workers.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a zero setting, `Unsupported` for more than one
-    /// worker, and whatever the driver reports when it cannot start (for
-    /// example, io_uring disabled in the kernel).
+    /// `InvalidInput` for a zero setting, the error of a worker whose
+    /// thread, pinning or driver cannot start (for example, io_uring
+    /// disabled in the kernel); the workers already started are stopped
+    /// then.
     pub fn build(&self) -> io::Result<Runtime> {
         if self.workers == 0 {
             return Err(invalid(
                 "veloq: a runtime needs at least one worker (workers(0))",
-            ));
-        }
-        if self.workers != 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "veloq: multi-worker runtimes are not supported yet (workers({})); \
-                     use workers(1), one runtime per thread",
-                    self.workers
-                ),
             ));
         }
         if self.config.entries == 0 {
@@ -121,7 +139,7 @@ impl Builder {
             return Err(invalid("veloq: max_blocking_threads must be at least 1"));
         }
         self.config.kind.check_platform()?;
-        Runtime::with_config(&self.config)
+        Runtime::with_config(&self.config, self.workers, self.pin)
     }
 }
 

@@ -1,28 +1,29 @@
-//! The single-threaded executor: [`Runtime`], its [`Core`] and the
-//! `block_on` loop.
+//! The executor of one worker: [`Runtime`], its [`Core`] and the loop.
 //!
 //! # The loop
 //!
 //! ```text
 //! loop {
-//!     poll the main future if it was woken      (return when Ready)
+//!     poll the main future if it was woken      (block_on only; return when Ready)
 //!     run up to TASK_BUDGET queued tasks
 //!     driver.wait(ZERO)  if anything is runnable (never blocks)
-//!     driver.wait(None)  otherwise               (blocks until a completion,
-//!                                                 a timer or a cross-thread wake)
+//!     driver.wait(None)  otherwise, if the parker lets it park
+//!                        (blocks until a completion, a timer or a wake)
 //! }
 //! ```
 //!
 //! Every turn passes through the driver, so completions and timers are
 //! processed at least once per `TASK_BUDGET` tasks however busy the tasks
-//! are.
+//! are. Worker 0 runs this loop inside `block_on`; workers `1..n` run it
+//! on their own threads until the runtime is dropped (`workers`).
 //!
 //! # Dropping a runtime
 //!
-//! With the runtime current again: first every unfinished task is
-//! cancelled and its future dropped (cancelling its in-flight ops through
-//! the still-present driver), then the driver itself is dropped, which
-//! cancels and drains whatever is still in flight.
+//! Workers `1..n` are asked to stop. Worker 0, with its runtime current
+//! again, cancels every unfinished task (dropping its future, which cancels
+//! its in-flight ops through the still-present driver), then drops the
+//! driver, which cancels and drains whatever is still in flight; the other
+//! workers do the same on their threads. Then their threads are joined.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -39,26 +40,50 @@ use super::builder::Builder;
 use super::context;
 use super::join::JoinHandle;
 use super::scheduler::{Scheduler, Shared};
-use crate::io::driver::{Driver, DriverConfig, PlatformDriver, WakeHandle};
+use super::spawn_on::spawn_on_set;
+use super::workers::{self, Threads, WorkerSet};
+use crate::io::driver::{DriverConfig, PlatformDriver};
 
 /// Tasks run between two passes through the driver.
 pub(crate) const TASK_BUDGET: usize = 128;
 
-/// One runtime's state, shared (on its thread) by the [`Runtime`] and the
-/// thread-local context.
+/// One worker's state, shared (on its thread) by its owner (the
+/// [`Runtime`] or the worker thread) and the thread-local context.
 pub(crate) struct Core {
     pub(crate) scheduler: Scheduler,
     /// `None` once dropped (or in driver-less unit tests).
     driver: RefCell<Option<PlatformDriver>>,
+    /// This worker's index in `workers`.
+    id: usize,
+    /// Every worker of the runtime, this one included.
+    workers: Arc<WorkerSet>,
 }
 
 impl Core {
-    /// A core around `driver` (`None` only in tests); `unpark` wakes it.
-    pub(crate) fn new(driver: Option<PlatformDriver>, unpark: WakeHandle) -> Self {
+    /// Worker `id` of `workers`, around `driver` (`None` only in tests).
+    pub(crate) fn new(
+        driver: Option<PlatformDriver>,
+        scheduler: Scheduler,
+        id: usize,
+        workers: Arc<WorkerSet>,
+    ) -> Self {
+        debug_assert!(workers.get(id).is_some_and(|s| scheduler.owns(s)));
         Core {
-            scheduler: Scheduler::new(unpark),
+            scheduler,
             driver: RefCell::new(driver),
+            id,
+            workers,
         }
+    }
+
+    /// This worker's index.
+    pub(crate) fn worker_id(&self) -> usize {
+        self.id
+    }
+
+    /// Every worker of the runtime.
+    pub(crate) fn workers(&self) -> &Arc<WorkerSet> {
+        &self.workers
     }
 
     /// Runs `f` with the driver; `None` if it is gone.
@@ -78,7 +103,7 @@ impl Core {
 
     /// One pass through the driver.
     fn wait(&self, timeout: Option<Duration>) {
-        let res = self.with_driver(|d| d.wait(timeout));
+        let res = self.with_driver(|d| crate::io::driver::Driver::wait(d, timeout));
         match res {
             Some(Ok(())) | None => {}
             Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -86,8 +111,22 @@ impl Core {
         }
     }
 
+    /// Runs a batch of tasks, then passes through the driver: without
+    /// blocking if a task has work or `more()` (asked after the batch) says
+    /// the caller has, else parked until a completion, a timer or a wake.
+    pub(crate) fn turn(&self, more: impl Fn() -> bool) {
+        self.scheduler.run_batch(TASK_BUDGET);
+        let parker = self.scheduler.shared().parker();
+        if more() || self.scheduler.has_work() || !parker.park_begin() {
+            self.wait(Some(Duration::ZERO));
+        } else {
+            self.wait(None);
+            parker.park_end();
+        }
+    }
+
     /// Cancels every task, then drops the driver. The core must be current.
-    fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.scheduler.shutdown();
         let driver = self.driver.borrow_mut().take();
         drop(driver);
@@ -97,8 +136,8 @@ impl Core {
     }
 }
 
-/// The main future's waker: a flag, plus a driver wake when set from
-/// another thread.
+/// The main future's waker: a flag, plus a notification of the worker when
+/// set from another thread.
 struct MainWaker {
     notified: AtomicBool,
     shared: Arc<Shared>,
@@ -112,20 +151,29 @@ impl Wake for MainWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         self.notified.store(true, Ordering::Release);
         if !self.shared.is_current() {
-            self.shared.unpark();
+            self.shared.notify();
         }
     }
 }
 
-/// A single-threaded veloq runtime: an executor, an I/O driver and its
-/// timers, on the thread that created it.
+/// A veloq runtime: one worker per thread, each with its executor, its
+/// I/O driver and its timers. Worker 0 is the thread that created it.
 ///
-/// Tasks spawned on it stay with it between [`block_on`](Runtime::block_on)
-/// calls. Dropping it cancels every unfinished task (dropping their futures,
-/// which cancels their I/O) and then shuts the driver down.
+/// [`block_on`](Runtime::block_on) runs a future on worker 0; with
+/// [`Builder::workers`] above 1, workers `1..n` run on threads of their
+/// own from `build` until the runtime is dropped, and tasks reach them
+/// through [`spawn_on`](crate::spawn_on) and
+/// [`spawn_balanced`](crate::spawn_balanced).
 ///
-/// A `Runtime` is neither `Send` nor `Sync`: it and its tasks belong to one
-/// thread.
+/// Tasks spawned on worker 0 stay with it between `block_on` calls (those
+/// of other workers keep running on their threads meanwhile). Dropping the
+/// runtime stops every worker: each cancels its unfinished tasks (dropping
+/// their futures, which cancels their I/O), shuts its driver down (waiting
+/// for the kernel to let go of every op) and its thread ends; the drop
+/// returns once every worker thread has been joined.
+///
+/// A `Runtime` is neither `Send` nor `Sync`: it and worker 0's tasks belong
+/// to the thread that created it.
 ///
 /// ```
 /// let rt = veloq::Runtime::builder().entries(64).build()?;
@@ -135,6 +183,8 @@ impl Wake for MainWaker {
 /// ```
 pub struct Runtime {
     core: Rc<Core>,
+    /// Workers `1..n`, if any.
+    threads: Option<Threads>,
 }
 
 impl Runtime {
@@ -148,17 +198,18 @@ impl Runtime {
         Builder::new()
     }
 
-    /// Creates the driver and the runtime around it.
-    pub(crate) fn with_config(config: &DriverConfig) -> io::Result<Runtime> {
-        let driver = PlatformDriver::new(config)?;
-        let unpark = driver.wake_handle();
-        Ok(Runtime {
-            core: Rc::new(Core::new(Some(driver), unpark)),
-        })
+    /// Creates the workers: worker 0 here, `workers - 1` threads.
+    pub(crate) fn with_config(
+        config: &DriverConfig,
+        workers: usize,
+        pin: bool,
+    ) -> io::Result<Runtime> {
+        let (core, threads) = workers::start(config, workers, pin)?;
+        Ok(Runtime { core, threads })
     }
 
-    /// Runs `fut` to completion on this thread, running the runtime's tasks
-    /// and I/O meanwhile; returns its output.
+    /// Runs `fut` to completion on worker 0 (this thread), running worker
+    /// 0's tasks and I/O meanwhile; returns its output.
     ///
     /// # Panics
     ///
@@ -180,14 +231,12 @@ impl Runtime {
                     return out;
                 }
             }
-            core.scheduler.run_batch(TASK_BUDGET);
-            let runnable = main.notified.load(Ordering::Acquire) || core.scheduler.has_work();
-            core.wait(if runnable { Some(Duration::ZERO) } else { None });
+            core.turn(|| main.notified.load(Ordering::Acquire));
         }
     }
 
-    /// Spawns `fut` on this runtime from outside it; it starts running at
-    /// the next [`block_on`](Runtime::block_on).
+    /// Spawns `fut` on worker 0 from outside it; it starts running at the
+    /// next [`block_on`](Runtime::block_on).
     pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -196,7 +245,27 @@ impl Runtime {
         self.core.scheduler.spawn(fut)
     }
 
-    /// Spawned tasks that have not finished.
+    /// [`spawn_on`](crate::spawn_on) from outside the runtime: runs `f` on
+    /// worker `worker` (worker 0's tasks start at the next `block_on`).
+    ///
+    /// # Panics
+    ///
+    /// If `worker` is not below [`workers`](Runtime::workers).
+    pub fn spawn_on<F, Fut>(&self, worker: usize, f: F) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        spawn_on_set(self.core.workers(), worker, f)
+    }
+
+    /// How many workers the runtime has.
+    pub fn workers(&self) -> usize {
+        self.core.workers().len()
+    }
+
+    /// Spawned tasks of worker 0 that have not finished.
     pub fn active_tasks(&self) -> usize {
         self.core.scheduler.active_tasks()
     }
@@ -204,14 +273,24 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        let _enter = context::enter_for_shutdown(&self.core);
-        self.core.shutdown();
+        let mut threads = self.threads.take();
+        if let Some(t) = &threads {
+            t.request_stop();
+        }
+        {
+            let _enter = context::enter_for_shutdown(&self.core);
+            self.core.shutdown();
+        }
+        if let Some(t) = &mut threads {
+            t.stop_and_join();
+        }
     }
 }
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
+            .field("workers", &self.workers())
             .field("active_tasks", &self.active_tasks())
             .finish()
     }

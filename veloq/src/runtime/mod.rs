@@ -1,20 +1,27 @@
-//! The executor: a single-threaded runtime that runs futures and tasks on
-//! the thread that created it, around one I/O driver.
+//! The executor, thread-per-core: a runtime is one or more *workers*, each
+//! a thread with its own executor and I/O driver; a task runs on the worker
+//! that spawned it, for its whole life.
 //!
-//! - [`block_on`] runs a future to completion on a fresh runtime for this
-//!   thread; [`Runtime`] (from [`Runtime::builder`]) is the same with
-//!   settings and a lifetime of its own.
-//! - [`spawn`] starts a task on the current runtime; tasks need not be
+//! - [`block_on`] runs a future to completion on a fresh one-worker runtime
+//!   for this thread; [`Runtime`] (from [`Runtime::builder`]) is the same
+//!   with settings (among them [`Builder::workers`]) and a lifetime of its
+//!   own.
+//! - [`spawn`] starts a task on the current worker; tasks need not be
 //!   `Send`, and a [`JoinHandle`] awaits or aborts one.
+//! - [`spawn_on`] starts a task on a given worker from a `Send` closure,
+//!   [`spawn_balanced`] on the less loaded of two random workers;
+//!   [`worker_id`] and [`worker_count`] say where the caller is.
 //! - [`yield_now`] lets the other tasks run.
 //!
 //! Calling [`spawn`] (or any I/O or timer) outside a runtime panics with a
 //! message saying so, as does starting a runtime inside a runtime.
 //!
-//! The pieces: `context` (the thread's current runtime), `executor` (the
-//! loop, [`Runtime`]), `scheduler` (run queues, wakes), `task` (what a
-//! spawned future is wrapped in), `join` ([`JoinHandle`], [`JoinError`]),
-//! `builder` ([`Builder`]).
+//! The pieces: `context` (the thread's current worker), `executor` (the
+//! loop, [`Runtime`]), `workers` (worker threads, start and stop),
+//! `scheduler` (run queues, wakes), `park` (parking a worker, cross-thread
+//! wakes without syscalls when it is awake), `spawn_on` (moving work
+//! between workers), `task` (what a spawned future is wrapped in), `join`
+//! ([`JoinHandle`], [`JoinError`]), `builder` ([`Builder`]).
 //!
 //! The attribute macros must be put on an `async fn`:
 //!
@@ -51,10 +58,13 @@ mod builder;
 pub(crate) mod context;
 mod executor;
 mod join;
+mod park;
 mod scheduler;
+mod spawn_on;
 mod task;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,6 +74,7 @@ pub use crate::io::driver::{DriverKind, DriverStats};
 pub use builder::Builder;
 pub use executor::Runtime;
 pub use join::{JoinError, JoinHandle};
+pub use spawn_on::{spawn_balanced, spawn_on, worker_count, worker_id};
 
 use crate::io::driver::Driver;
 
@@ -93,10 +104,12 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     rt.block_on(fut)
 }
 
-/// Spawns `fut` as a task on the current runtime and returns its handle.
+/// Spawns `fut` as a task on the current worker and returns its handle.
 ///
-/// The task starts at the runtime's next turn and runs on this thread;
-/// `fut` need not be `Send`. Dropping the handle detaches the task.
+/// The task starts at the worker's next turn and runs on this thread, for
+/// its whole life; `fut` need not be `Send`. Dropping the handle detaches
+/// the task. To run work on another worker, see [`spawn_on`] and
+/// [`spawn_balanced`].
 ///
 /// # Panics
 ///

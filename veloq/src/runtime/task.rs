@@ -7,14 +7,16 @@
 //!   the panic as its output (reported by its `JoinHandle` as a
 //!   [`JoinError`](super::JoinError)) instead of unwinding through the
 //!   executor;
-//! - an [`ActiveGuard`], which removes the task from the runtime's
-//!   [`ActiveTasks`] when the future is dropped — after completing, or
-//!   cancelled, even if it was never polled.
+//! - guards dropped right after the future — after completing, or
+//!   cancelled, even if it was never polled: an [`ActiveGuard`] removes the
+//!   task from its worker's [`ActiveTasks`], a [`LoadGuard`] takes it off
+//!   the worker's load count.
 
 use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
@@ -29,10 +31,11 @@ pub(crate) type TaskOutput<T> = Result<T, Panic>;
 
 /// Wraps a spawned future; see the module docs.
 ///
-/// The arguments live in the returned future from the start, so `guard` is
-/// dropped with it even if it is cancelled before its first poll.
-pub(crate) async fn wrap<F: Future>(fut: F, guard: ActiveGuard) -> TaskOutput<F::Output> {
-    let _guard = guard;
+/// The arguments live in the returned future from the start, so `guards`
+/// are dropped with it even if it is cancelled before its first poll, and
+/// always after `fut`.
+pub(crate) async fn wrap<F: Future, G>(fut: F, guards: G) -> TaskOutput<F::Output> {
+    let _guards = guards;
     let mut fut = pin!(fut);
     poll_fn(
         |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
@@ -42,6 +45,25 @@ pub(crate) async fn wrap<F: Future>(fut: F, guard: ActiveGuard) -> TaskOutput<F:
         },
     )
     .await
+}
+
+/// Counts a task in its worker's `Shared::load` for as long as the guard
+/// lives (the task's future holds it).
+pub(crate) struct LoadGuard(Arc<Shared>);
+
+impl LoadGuard {
+    /// Adds one to `shared`'s load.
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        shared.load.fetch_add(1, Ordering::Relaxed);
+        LoadGuard(shared.clone())
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        // Release: a shutdown that sees the count drop sees the future gone.
+        self.0.load.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// Holds a task's slot in its runtime's [`ActiveTasks`]; frees it on drop.

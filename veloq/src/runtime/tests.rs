@@ -11,6 +11,8 @@ use std::task::{Context, Poll, Waker};
 
 use super::context::{self, EnterGuard};
 use super::executor::{Core, TASK_BUDGET};
+use super::scheduler::Scheduler;
+use super::workers::WorkerSet;
 use super::{spawn, yield_now, JoinError};
 use crate::io::driver::Unpark;
 
@@ -33,7 +35,9 @@ struct TestRuntime {
 impl TestRuntime {
     fn new() -> Self {
         let unparks = Arc::new(CountUnpark::default());
-        let core = Rc::new(Core::new(None, unparks.clone()));
+        let scheduler = Scheduler::new(unparks.clone());
+        let set = Arc::new(WorkerSet::new(vec![scheduler.shared().clone()]));
+        let core = Rc::new(Core::new(None, scheduler, 0, set));
         let enter = context::enter(&core);
         TestRuntime {
             core,
@@ -193,7 +197,7 @@ fn dropped_handle_detaches() {
 }
 
 #[test]
-fn remote_wake_is_queued_and_unparks() {
+fn remote_wake_of_busy_worker_is_queued_without_unpark() {
     let rt = TestRuntime::new();
     let slot = Arc::new(Mutex::new(None));
     let done = Rc::new(Cell::new(false));
@@ -206,16 +210,43 @@ fn remote_wake_is_queued_and_unparks() {
     rt.run_until_idle();
     assert!(!rt.core.scheduler.has_work());
     let waker = slot.lock().unwrap().take().expect("task parked its waker");
-    let before = rt.unparks();
     std::thread::spawn(move || waker.wake()).join().unwrap();
     assert_eq!(
         rt.unparks(),
-        before + 1,
-        "a cross-thread wake must wake the driver"
+        0,
+        "a wake aimed at a worker that is not parked must not wake its driver"
     );
     assert!(rt.core.scheduler.has_work());
+    // The notification keeps the worker from parking before it looked.
+    assert!(!rt.core.scheduler.shared().parker().park_begin());
     rt.run_until_idle();
     assert!(done.get());
+}
+
+#[test]
+fn remote_wakes_of_parked_worker_unpark_once() {
+    let rt = TestRuntime::new();
+    let mut wakers = Vec::new();
+    for _ in 0..2 {
+        let slot = Arc::new(Mutex::new(None));
+        drop(spawn(parked(slot.clone())));
+        rt.run_until_idle();
+        wakers.push(slot.lock().unwrap().take().expect("task parked its waker"));
+    }
+    let parker = rt.core.scheduler.shared().parker();
+    assert!(parker.park_begin());
+    std::thread::spawn(move || {
+        for w in wakers {
+            w.wake();
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rt.unparks(), 1, "two wakes of a parked worker: one unpark");
+    parker.park_end();
+    assert!(rt.core.scheduler.has_work());
+    rt.run_until_idle();
+    assert_eq!(rt.core.scheduler.active_tasks(), 0);
 }
 
 #[test]
