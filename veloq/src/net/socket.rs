@@ -59,7 +59,13 @@ impl Socket {
         Socket::register(inner)
     }
 
-    fn register(inner: socket2::Socket) -> io::Result<Socket> {
+    /// Registers an open socket (one that is not yet registered with any
+    /// driver) with the current runtime's driver.
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    pub(crate) fn register(inner: socket2::Socket) -> io::Result<Socket> {
         let fd = sys::socket_fd(&inner);
         // On failure `inner` is dropped here, closing the socket.
         context::with_driver(|d| d.register_handle(fd))?;
@@ -68,6 +74,13 @@ impl Socket {
             fd,
             _not_send: PhantomData,
         })
+    }
+
+    /// Gives the socket2 socket back, leaving the driver (which keeps no
+    /// state for a socket with no op in flight; on Windows the socket stays
+    /// associated with this driver's completion port).
+    pub(crate) fn into_inner(self) -> socket2::Socket {
+        self.inner
     }
 
     /// The socket2 socket, for synchronous option calls.

@@ -55,9 +55,58 @@ impl TcpListener {
     ///
     /// Outside a veloq runtime.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, sys::prepare_listener)
+    }
+
+    /// Creates a listener that shares its port with other listeners bound
+    /// the same way (`SO_REUSEPORT`): bind one on each worker to the same
+    /// address and the kernel spreads incoming connections over them, with
+    /// no hand-off between workers.
+    ///
+    /// To share a port picked by the system, bind the first listener to
+    /// port 0 and the others to its [`local_addr`](TcpListener::local_addr).
+    ///
+    /// ```no_run
+    /// use veloq::net::TcpListener;
+    ///
+    /// let rt = veloq::Runtime::builder().workers(2).build()?;
+    /// rt.block_on(async {
+    ///     for worker in 0..veloq::worker_count() {
+    ///         veloq::spawn_on(worker, || async {
+    ///             let listener = TcpListener::bind_reuseport("0.0.0.0:8080").unwrap();
+    ///             loop {
+    ///                 let (stream, _) = listener.accept().await.unwrap();
+    ///                 veloq::spawn(async move { drop(stream) });
+    ///             }
+    ///         });
+    ///     }
+    ///     std::future::pending::<()>().await
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](TcpListener::bind). On Windows always `Unsupported`:
+    /// Windows has no `SO_REUSEPORT` (its `SO_REUSEADDR` lets a socket take
+    /// a port over, not share its connections); accept on one worker with
+    /// [`accept_std`](TcpListener::accept_std) and hand the connections to
+    /// the others instead.
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    pub fn bind_reuseport(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, sys::prepare_reuseport_listener)
+    }
+
+    fn bind_with(
+        addr: impl ToSocketAddrs,
+        prepare: fn(&socket2::Socket) -> io::Result<()>,
+    ) -> io::Result<TcpListener> {
         addr::try_each(addr, |a| {
             let socket = Socket::new(&a, Type::STREAM, Protocol::TCP)?;
-            sys::prepare_listener(socket.inner())?;
+            prepare(socket.inner())?;
             socket.inner().bind(&SockAddr::from(a))?;
             socket.inner().listen(BACKLOG)?;
             Ok(TcpListener {
@@ -96,6 +145,54 @@ impl TcpListener {
             None => socket.peer_addr()?,
         };
         Ok((TcpStream::from_socket(socket), peer))
+    }
+
+    /// Waits for a connection and returns it as a `std` stream that belongs
+    /// to no driver: it is `Send`, so it can be handed to another worker
+    /// (through a channel, or a [`spawn_on`](crate::spawn_on) closure),
+    /// which adopts it with [`TcpStream::from_std`]. This is how one
+    /// accepting worker feeds the others, on every platform.
+    ///
+    /// On Windows this matters: a socket can be associated with only one
+    /// completion port, ever, so a stream accepted with
+    /// [`accept`](TcpListener::accept) (associated with this worker's port)
+    /// can never move to another worker. The socket returned here has not
+    /// been associated with any port.
+    ///
+    /// ```no_run
+    /// use veloq::net::{TcpListener, TcpStream};
+    ///
+    /// let rt = veloq::Runtime::builder().workers(2).build()?;
+    /// rt.block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:8080").unwrap();
+    ///     loop {
+    ///         let (std_stream, _) = listener.accept_std().await.unwrap();
+    ///         veloq::spawn_balanced(move || async move {
+    ///             let stream = TcpStream::from_std(std_stream).unwrap();
+    ///             let (res, _) = stream.write_all(b"hello\n".to_vec()).await;
+    ///             res.unwrap();
+    ///         });
+    ///     }
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// Dropping the future cancels the accept, as for `accept`.
+    pub async fn accept_std(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        let desc = Accept {
+            fd: self.socket.fd(),
+            ipv6: self.ipv6,
+        };
+        let (out, ()) = Op::submit(desc, ()).await;
+        let fd = out.res?;
+        // SAFETY: a successful `Accept` hands us a new socket that nothing
+        // else owns; the driver keeps no reference to it.
+        let socket = unsafe { sys::socket_from_raw(fd as sys::RawFd) };
+        let peer = match out.addr {
+            Some(a) => a,
+            None => super::socket::to_std(socket.peer_addr()?)?,
+        };
+        Ok((socket.into(), peer))
     }
 
     /// The address the listener is bound to (with the real port when bound

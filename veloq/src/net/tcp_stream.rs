@@ -42,6 +42,42 @@ impl TcpStream {
         TcpStream { socket }
     }
 
+    /// Adopts a connected `std` stream on the current worker, registering
+    /// it with this worker's driver. With
+    /// [`TcpListener::accept_std`](crate::net::TcpListener::accept_std) it
+    /// moves connections between workers.
+    ///
+    /// The stream may be blocking or not; veloq's operations complete
+    /// either way.
+    ///
+    /// # Errors
+    ///
+    /// Whatever registering reports. On Windows a socket already
+    /// associated with a completion port (one that went through another
+    /// veloq worker, or a handle some other library uses with IOCP) cannot
+    /// be associated again, and that fails (`InvalidInput`).
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            socket: Socket::register(socket2::Socket::from(stream))?,
+        })
+    }
+
+    /// Turns the stream back into a `std` stream, for blocking use or for
+    /// another worker.
+    ///
+    /// On Linux the result may be adopted by any worker with
+    /// [`from_std`](TcpStream::from_std). On Windows it stays associated
+    /// with this worker's completion port — blocking `std` I/O on it works,
+    /// but no other worker can adopt it; hand connections over before
+    /// their first veloq operation instead (`accept_std`).
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Ok(self.socket.into_inner().into())
+    }
+
     /// Connects to `addr`, trying each resolved address in turn until one
     /// accepts.
     ///
