@@ -70,7 +70,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{ERROR_INVALID_DATA, HANDLE, WAIT_TIMEOUT};
-use windows_sys::Win32::Networking::WinSock::{WSAGetOverlappedResult, SOCKET};
+use windows_sys::Win32::Networking::WinSock::{WSAGetOverlappedResult, SOCKET, WSAEMSGSIZE};
 use windows_sys::Win32::System::Threading::INFINITE;
 use windows_sys::Win32::System::IO::{
     CancelIoEx, GetOverlappedResult, GetQueuedCompletionStatusEx, OVERLAPPED_ENTRY,
@@ -259,7 +259,12 @@ fn kernel_outcome(header: &OverlappedEntry, bytes: u32) -> Result<usize, u32> {
         if ok != 0 {
             return Ok(transferred as usize);
         }
-        Err(last_wsa_error())
+        match last_wsa_error() {
+            // A datagram cut to the buffer: the buffer is full of its
+            // first bytes. Reported as that many bytes, as Linux does.
+            code if code == WSAEMSGSIZE as u32 => Ok(transferred as usize),
+            code => Err(code),
+        }
     } else {
         // SAFETY: as above.
         let ok = unsafe {

@@ -33,7 +33,7 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::Networking::WinSock::{
     bind, getsockname, setsockopt, WSARecv, WSARecvFrom, WSASend, WSASendTo, SOCKADDR, SOCKET,
     SOCKET_ERROR, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, SO_UPDATE_CONNECT_CONTEXT, WSAEINVAL,
-    WSA_IO_PENDING,
+    WSAEMSGSIZE, WSA_IO_PENDING,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     ReadFile, WriteFile, CREATE_ALWAYS, CREATE_NEW, FILE_GENERIC_WRITE, FILE_WRITE_DATA,
@@ -100,6 +100,10 @@ fn wsa_started(rc: i32) -> io::Result<SubmissionResult> {
     }
     match last_wsa_error() {
         code if code == WSA_IO_PENDING as u32 => Ok(Pending),
+        // A datagram that did not fit, received at once: a warning
+        // (STATUS_BUFFER_OVERFLOW), not an error, to the I/O manager,
+        // which queues the op's packet as for a success.
+        code if code == WSAEMSGSIZE as u32 => Ok(Pending),
         code => Err(error_from_code(code)),
     }
 }

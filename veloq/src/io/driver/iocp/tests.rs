@@ -964,3 +964,40 @@ fn concurrent_echo_batches_completions_per_wait() {
         );
     });
 }
+
+/// A datagram larger than the buffer: the buffer is filled and the op
+/// reports the truncated length (as on Linux), whether the datagram was
+/// already queued (synchronous STATUS_BUFFER_OVERFLOW, whose packet still
+/// comes) or arrives later.
+#[test]
+fn truncated_datagram_reports_buffer_length() {
+    let mut d = driver();
+    let (rx, rx_addr) = udp(&mut d);
+    let (tx, tx_addr) = udp(&mut d);
+    let big = [9u8; 100];
+    for already_queued in [true, false] {
+        if already_queued {
+            tx.send_to(&big, &rx_addr.into()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut buf = vec![0u8; 10];
+        let desc = op::RecvFrom {
+            fd: socket_fd(&rx),
+            buf: buf.as_mut_ptr(),
+            len: buf.len() as u32,
+        };
+        let key = submit(&mut d, desc).unwrap();
+        if !already_queued {
+            tx.send_to(&big, &rx_addr.into()).unwrap();
+        }
+        let out = run(&mut d, key);
+        assert_eq!(out.res.unwrap(), 10, "already queued: {already_queued}");
+        assert_eq!(out.addr, Some(tx_addr));
+        assert_eq!(buf, [9u8; 10]);
+        drain(&mut d);
+        // No second packet for the same op.
+        let before = d.stats().completions;
+        d.wait(Some(Duration::from_millis(50))).unwrap();
+        assert_eq!(d.stats().completions, before);
+    }
+}
