@@ -5,6 +5,7 @@
 //! Tests that need a different environment re-run this binary as a child
 //! process with only the (otherwise ignored) `child_reports_driver` test
 //! selected, which prints what it found.
+#![cfg(target_os = "linux")]
 
 mod util;
 

@@ -14,6 +14,7 @@
 //! (anything but the expected one is allowed through untouched), load the
 //! syscall number, return `ERRNO(errno)` for `io_uring_setup`,
 //! `io_uring_enter` and `io_uring_register`, allow everything else.
+#![cfg(target_os = "linux")]
 
 mod util;
 
