@@ -343,18 +343,11 @@ impl EpollDriver {
     }
 }
 
-/// Sets `O_NONBLOCK` on `fd`.
+/// Sets `O_NONBLOCK` on `fd` (one `ioctl`).
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: plain `fcntl` on a descriptor, no pointers.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if flags & libc::O_NONBLOCK != 0 {
-        return Ok(());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+    let on: libc::c_int = 1;
+    // SAFETY: `FIONBIO` reads one `int` from a live local.
+    if unsafe { libc::ioctl(fd, libc::FIONBIO, &on) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -66,8 +66,11 @@ pub(crate) enum NetOp {
         addr: SocketAddr,
         started: bool,
     },
-    /// `accept4(SOCK_CLOEXEC | SOCK_NONBLOCK)`; the output is the new
-    /// descriptor and the peer's address.
+    /// `accept4(SOCK_CLOEXEC)`; the output is the new descriptor and the
+    /// peer's address. The new socket is blocking, as io_uring's accept
+    /// makes it (so `accept_std` hands out the same kind of socket on both
+    /// drivers); `register_handle` makes it non-blocking when a veloq
+    /// stream adopts it.
     Accept { fd: RawFd },
 }
 
@@ -158,7 +161,7 @@ impl NetOp {
                         *fd,
                         (&mut peer as *mut SockAddrStorage).cast(),
                         &mut peer_len,
-                        libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                        libc::SOCK_CLOEXEC,
                     ) as isize
                 });
                 finish(r, decode_addr(peer, peer_len))

@@ -228,6 +228,13 @@ fn accept_and_connect_through_the_driver() {
     run(&mut d, connect).res.unwrap();
     let out = run(&mut d, accept);
     let fd = out.res.unwrap() as RawFd;
+    // SAFETY: plain `fcntl` on the new descriptor.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert_eq!(
+        flags & libc::O_NONBLOCK,
+        0,
+        "accepted sockets are blocking, as on io_uring"
+    );
     // SAFETY: the accept op handed us this new descriptor.
     let server = unsafe { crate::sys::socket_from_raw(fd) };
     assert_eq!(
