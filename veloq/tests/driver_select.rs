@@ -122,12 +122,14 @@ fn explicit_choice_beats_the_environment() {
         .driver(DriverKind::Epoll)
         .build()
         .unwrap();
+    assert_eq!(rt.driver_kind(), DriverKind::Epoll);
     assert_eq!(rt.block_on(async { driver_kind() }), DriverKind::Epoll);
     if io_uring_works() {
         let rt = Runtime::builder()
             .driver(DriverKind::IoUring)
             .build()
             .unwrap();
+        assert_eq!(rt.driver_kind(), DriverKind::IoUring);
         assert_eq!(rt.block_on(async { driver_kind() }), DriverKind::IoUring);
     } else {
         eprintln!("skipping the io_uring half: io_uring is refused here");

@@ -269,6 +269,21 @@ impl Runtime {
     pub fn active_tasks(&self) -> usize {
         self.core.scheduler.active_tasks()
     }
+
+    /// Which I/O driver this runtime's worker 0 runs on (the other
+    /// workers choose theirs by the same settings): `IoUring` or `Epoll`
+    /// on Linux (see [`Builder::driver`]), `Iocp` on Windows.
+    ///
+    /// ```
+    /// let rt = veloq::Runtime::new()?;
+    /// println!("running on {}", rt.driver_kind());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn driver_kind(&self) -> super::DriverKind {
+        self.core
+            .with_driver(|d| crate::io::driver::platform_kind(d))
+            .expect("a live runtime has its driver")
+    }
 }
 
 impl Drop for Runtime {
