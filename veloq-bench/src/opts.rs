@@ -3,7 +3,7 @@
 //! ```text
 //! veloq-bench <echo|file|timers|alloc|all> [--quick] [--rounds N] [--secs S]
 //!             [--warmup S] [--rate R] [--conns 1,16,64] [--runtimes a,b]
-//!             [--timers N] [--file-mib N] [--out DIR]
+//!             [--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N]
 //! veloq-bench serve <runtime>        (internal: one echo server process)
 //! veloq-bench load ADDR CONNS SECS   (the load client alone, for profiling)
 //! ```
@@ -60,6 +60,11 @@ pub struct Opts {
     pub out: PathBuf,
     /// Whether `--quick` was given (recorded in the report).
     pub quick: bool,
+    /// An echo window during which other processes kept more than this
+    /// share (percent) of the machine busy is measured again…
+    pub max_busy: f64,
+    /// …at most this many times.
+    pub retries: usize,
 }
 
 impl Opts {
@@ -76,6 +81,8 @@ impl Opts {
             file_mib: 256,
             out: PathBuf::from("results"),
             quick,
+            max_busy: 10.0,
+            retries: if quick { 1 } else { 3 },
         }
     }
 }
@@ -83,7 +90,7 @@ impl Opts {
 /// Usage text.
 pub const USAGE: &str = "usage: veloq-bench <echo|file|timers|alloc|all> [--quick] [--rounds N] \
 [--secs S] [--warmup S] [--rate REQ_PER_S] [--conns 1,16,64] [--runtimes veloq,tokio,monoio,compio] \
-[--timers N] [--file-mib N] [--out DIR]";
+[--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N]";
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -129,6 +136,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--timers" => o.timers = num(&value()?, flag)?,
             "--file-mib" => o.file_mib = num(&value()?, flag)?,
             "--out" => o.out = PathBuf::from(value()?),
+            "--max-busy" => o.max_busy = num(&value()?, flag)?,
+            "--retries" => o.retries = num(&value()?, flag)?,
             "--conns" => {
                 o.conns = value()?
                     .split(',')
