@@ -242,10 +242,20 @@ fn join_and_abort_across_workers() {
             assert_eq!(d.load(Ordering::SeqCst), 0, "dropped on worker 0");
 
             // Aborting before the task reached its worker: it never runs.
+            // Worker 1's thread is held in a blocking wait meanwhile, so the
+            // task cannot run before the abort.
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            let (held_tx, held_rx) = oneshot::channel();
+            veloq::spawn_on(1, move || async move {
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            });
+            held_rx.await.unwrap();
             let ran = Arc::new(AtomicBool::new(false));
             let r = ran.clone();
             let h = veloq::spawn_on(1, move || async move { r.store(true, Ordering::SeqCst) });
             h.abort();
+            release_tx.send(()).unwrap();
             assert!(h.await.unwrap_err().is_cancelled());
             sleep(Duration::from_millis(20)).await;
             assert!(!ran.load(Ordering::SeqCst), "an aborted spawn_on task ran");

@@ -11,12 +11,8 @@ use veloq::sync::{mpsc, oneshot};
 use veloq::time::{sleep, timeout};
 use veloq::Runtime;
 
-/// Messages in the big test. Wine's thread wake-ups are far slower than
-/// Linux's, so the Windows leg (run under Wine) sends fewer.
-#[cfg(not(windows))]
+/// Messages in the big test (on both legs, Wine included).
 const MESSAGES: u64 = 1_000_000;
-#[cfg(windows)]
-const MESSAGES: u64 = 200_000;
 
 fn runtime() -> Runtime {
     Runtime::builder().workers(2).build().unwrap()
