@@ -29,6 +29,8 @@ mod servers;
 mod sys;
 #[cfg(target_os = "linux")]
 mod timers;
+#[cfg(target_os = "linux")]
+mod workers;
 
 #[cfg(target_os = "linux")]
 #[global_allocator]
@@ -51,6 +53,7 @@ fn main() {
             Ok(())
         }
         Command::Serve(rt) => serve(&rt),
+        Command::ServeWorkers { runtime, workers } => serve_workers(&runtime, workers),
         Command::Load { addr, conns, secs } => load(&addr, conns, secs),
         Command::Bench(o) => bench(&o, &args),
     };
@@ -63,6 +66,11 @@ fn main() {
 #[cfg(target_os = "linux")]
 fn serve(rt: &str) -> Result<(), String> {
     echo::serve_main(rt)
+}
+
+#[cfg(target_os = "linux")]
+fn serve_workers(rt: &str, workers: usize) -> Result<(), String> {
+    workers::serve_main(rt, workers)
 }
 
 #[cfg(target_os = "linux")]
@@ -97,6 +105,7 @@ fn bench(o: &opts::Opts, args: &[String]) -> Result<(), String> {
             "file" => file::run(o)?,
             "timers" => timers::run(o)?,
             "alloc" => alloc::run(o)?,
+            "workers" => workers::run(o)?,
             _ => unreachable!("parse accepts only known scenarios"),
         };
         r.notes.insert(
@@ -135,6 +144,11 @@ fn write_report(o: &opts::Opts, scenario: &str, r: &report::Report) -> Result<()
 #[cfg(not(target_os = "linux"))]
 fn serve(_: &str) -> Result<(), String> {
     Err("the echo servers need Linux (monoio's io_uring driver)".into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn serve_workers(_: &str, _: usize) -> Result<(), String> {
+    Err("the multi-worker echo servers need Linux (monoio's io_uring driver)".into())
 }
 
 #[cfg(not(target_os = "linux"))]

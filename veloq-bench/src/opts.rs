@@ -5,6 +5,8 @@
 //!             [--warmup S] [--rate R] [--conns 1,16,64] [--runtimes a,b]
 //!             [--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N]
 //! veloq-bench serve <runtime>        (internal: one echo server process)
+//! veloq-bench workers [--workers 1,2] [...]   (multi-worker echo scenario)
+//! veloq-bench serve-workers <runtime> <n>    (internal: an n-worker echo server)
 //! veloq-bench load ADDR CONNS SECS   (the load client alone, for profiling)
 //! ```
 
@@ -21,6 +23,13 @@ pub enum Command {
     Bench(Opts),
     /// Internal: serve echo with one runtime on this process.
     Serve(String),
+    /// Internal: serve echo with `workers` worker threads of `runtime`.
+    ServeWorkers {
+        /// Runtime name.
+        runtime: String,
+        /// Worker threads.
+        workers: usize,
+    },
     /// Profiling aid: run the load client alone against `addr` with
     /// `conns` connections for `secs` seconds (closed loop).
     Load {
@@ -65,6 +74,8 @@ pub struct Opts {
     pub max_busy: f64,
     /// …at most this many times.
     pub retries: usize,
+    /// Worker counts of the multi-worker echo scenario.
+    pub workers: Vec<usize>,
 }
 
 impl Opts {
@@ -83,6 +94,7 @@ impl Opts {
             quick,
             max_busy: 10.0,
             retries: if quick { 1 } else { 3 },
+            workers: vec![1, 2],
         }
     }
 }
@@ -90,7 +102,7 @@ impl Opts {
 /// Usage text.
 pub const USAGE: &str = "usage: veloq-bench <echo|file|timers|alloc|all> [--quick] [--rounds N] \
 [--secs S] [--warmup S] [--rate REQ_PER_S] [--conns 1,16,64] [--runtimes veloq,tokio,monoio,compio] \
-[--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N]";
+[--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N] [--workers 1,2,4]";
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -103,6 +115,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             let rt = args.get(1).ok_or("serve needs a runtime name")?;
             return Ok(Command::Serve(rt.clone()));
         }
+        "serve-workers" => {
+            let [_, runtime, workers] = args else {
+                return Err("usage: serve-workers RUNTIME WORKERS".into());
+            };
+            return Ok(Command::ServeWorkers {
+                runtime: runtime.clone(),
+                workers: num(workers, "workers")?,
+            });
+        }
         "load" => {
             let [_, addr, conns, secs] = args else {
                 return Err("usage: load ADDR CONNS SECS".into());
@@ -113,7 +134,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 secs: num(secs, "secs")?,
             });
         }
-        "echo" | "file" | "timers" | "alloc" | "all" => {}
+        "echo" | "file" | "timers" | "alloc" | "workers" | "all" => {}
         other => return Err(format!("unknown scenario {other:?}")),
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -138,6 +159,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--out" => o.out = PathBuf::from(value()?),
             "--max-busy" => o.max_busy = num(&value()?, flag)?,
             "--retries" => o.retries = num(&value()?, flag)?,
+            "--workers" => {
+                o.workers = value()?
+                    .split(',')
+                    .map(|c| num(c, flag))
+                    .collect::<Result<_, _>>()?
+            }
             "--conns" => {
                 o.conns = value()?
                     .split(',')
@@ -158,8 +185,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    if o.rounds == 0 || o.conns.contains(&0) || o.rate <= 0.0 || o.timers < 2 {
-        return Err("rounds, conns, rate and timers must be positive".into());
+    if o.rounds == 0
+        || o.conns.contains(&0)
+        || o.workers.contains(&0)
+        || o.rate <= 0.0
+        || o.timers < 2
+    {
+        return Err("rounds, conns, workers, rate and timers must be positive".into());
     }
     Ok(Command::Bench(o))
 }
