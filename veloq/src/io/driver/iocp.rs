@@ -18,13 +18,26 @@
 //!
 //! # One packet per op
 //!
-//! Every op that `submit` accepted produces exactly one packet: the
-//! kernel's (`KEY_IO`, also for immediate success since veloq does not set
-//! `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS`) or the pool's (`KEY_OFFLOAD`).
-//! The op's slot is freed only after that packet has been processed, so
-//! the `OVERLAPPED*` in a packet always points at a live op, and reading
-//! its `user_data` is sound. An op that failed to start produces no packet
-//! and is freed at once.
+//! Every op that `submit` left in flight produces exactly one packet: the
+//! kernel's (`KEY_IO`) or the pool's (`KEY_OFFLOAD`). The op's slot is
+//! freed only after that packet has been processed, so the `OVERLAPPED*`
+//! in a packet always points at a live op, and reading its `user_data` is
+//! sound. An op that failed to start produces no packet and is freed at
+//! once.
+//!
+//! Files and stream sockets are registered with
+//! `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS` (see `register_handle`): an op
+//! on them that succeeds at once produces *no* packet and completes inside
+//! `submit`. Handles without that mode (datagram sockets, non-IFS
+//! providers) get a packet for an immediate success too. Two cases return
+//! failure at once and still produce a packet, so they stay in flight: a
+//! pending op (`ERROR_IO_PENDING`) and a truncated datagram
+//! (`WSAEMSGSIZE`, a warning status to the kernel).
+//!
+//! `DriverStats::completions` counts packets dequeued, so
+//! `completions / wait_calls` is the packets per
+//! `GetQueuedCompletionStatusEx` call; ops finished inside `submit` are
+//! counted apart (`immediate_completions`).
 //!
 //! # Cancellation
 //!
@@ -63,6 +76,7 @@ mod submit;
 mod tests;
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
@@ -70,8 +84,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{ERROR_INVALID_DATA, HANDLE, WAIT_TIMEOUT};
-use windows_sys::Win32::Networking::WinSock::{WSAGetOverlappedResult, SOCKET, WSAEMSGSIZE};
+use windows_sys::Win32::Networking::WinSock::{
+    WSAGetOverlappedResult, SOCKET, SOCK_STREAM, WSAEMSGSIZE,
+};
+use windows_sys::Win32::Storage::FileSystem::SetFileCompletionNotificationModes;
 use windows_sys::Win32::System::Threading::INFINITE;
+use windows_sys::Win32::System::WindowsProgramming::{
+    FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, FILE_SKIP_SET_EVENT_ON_HANDLE,
+};
 use windows_sys::Win32::System::IO::{
     CancelIoEx, GetOverlappedResult, GetQueuedCompletionStatusEx, OVERLAPPED_ENTRY,
 };
@@ -101,6 +121,12 @@ pub(crate) struct IocpDriver {
     stats: DriverStats,
     /// Most packets one `GetQueuedCompletionStatusEx` call returned.
     max_batch: usize,
+    /// Ops that finished inside `submit` (skip-on-success), no packet.
+    immediate: u64,
+    /// Registered handles that could not be put in skip-on-success mode:
+    /// their immediate successes still queue a packet. (A handle value
+    /// reused by a new handle is re-registered, which updates this.)
+    no_skip: HashSet<RawFd>,
     /// Whether Registered I/O is available (detected, not used yet).
     rio: bool,
 }
@@ -117,6 +143,13 @@ impl IocpDriver {
     #[allow(dead_code)]
     pub(crate) fn max_batch(&self) -> usize {
         self.max_batch
+    }
+
+    /// Ops that completed inside `submit`, with no packet
+    /// (`FILE_SKIP_COMPLETION_PORT_ON_SUCCESS`).
+    #[allow(dead_code)]
+    pub(crate) fn immediate_completions(&self) -> u64 {
+        self.immediate
     }
 
     /// Threads the blocking pool runs now.
@@ -299,6 +332,8 @@ impl Driver for IocpDriver {
             entries: vec![OVERLAPPED_ENTRY::default(); config.entries.max(1) as usize],
             stats: DriverStats::default(),
             max_batch: 0,
+            immediate: 0,
+            no_skip: HashSet::new(),
             rio,
         })
     }
@@ -316,6 +351,19 @@ impl Driver for IocpDriver {
         // SAFETY: the op was built with this vtable, sits at its final
         // address (the slab slot) and is submitted once.
         let started = unsafe { (op.vtable.submit)(op) };
+        let started = match started {
+            // With skip-on-success no packet follows: finish it here, with
+            // the byte count the kernel left in the OVERLAPPED.
+            Ok(SubmissionResult::Immediate) if !self.no_skip.contains(&op.header.handle) => {
+                self.immediate += 1;
+                Ok(SubmissionResult::Ready(Ok(op
+                    .header
+                    .overlapped
+                    .InternalHigh)))
+            }
+            Ok(SubmissionResult::Immediate) => Ok(SubmissionResult::Pending),
+            other => other,
+        };
         match started {
             Ok(SubmissionResult::Pending) => {
                 op.header.state = OpState::InKernel;
@@ -341,6 +389,7 @@ impl Driver for IocpDriver {
                 let output = unsafe { (op.vtable.on_complete)(op, outcome) };
                 self.ops.complete(key, output);
             }
+            Ok(SubmissionResult::Immediate) => unreachable!("resolved above"),
             Err(e) => {
                 // Nothing in flight: free the slot (and close anything the
                 // op created, such as a pre-created accept socket).
@@ -428,8 +477,39 @@ impl Driver for IocpDriver {
         self.waker.clone()
     }
 
+    /// Associates the handle with the port and, where safe, sets
+    /// `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS` (an op that succeeds at once
+    /// then completes inside `submit`, saving a packet and a dequeue) and
+    /// `FILE_SKIP_SET_EVENT_ON_HANDLE`.
+    ///
+    /// Files and stream sockets get it, sockets only when every IP Winsock
+    /// provider is IFS (see `Extensions::ifs_sockets`). Datagram sockets
+    /// do not: a truncated datagram received at once ends with a warning
+    /// status (`WSAEMSGSIZE`), which Windows still reports through the
+    /// port but Wine 8, in skip mode, does not — the one case where the two
+    /// disagree on whether a packet follows, so it is kept out of the mode.
     fn register_handle(&mut self, fd: RawFd) -> io::Result<()> {
-        self.port.associate(submit::resolve_fd(fd) as HANDLE)
+        let handle = submit::resolve_fd(fd) as HANDLE;
+        self.port.associate(handle)?;
+        let skip_allowed = match ext::socket_type(fd) {
+            None => true,
+            Some(ty) => ty == SOCK_STREAM && ext::Extensions::get().is_ok_and(|e| e.ifs_sockets),
+        };
+        // SAFETY: `handle` is the caller's open handle; this only sets its
+        // completion flags.
+        let skipping = skip_allowed
+            && unsafe {
+                SetFileCompletionNotificationModes(
+                    handle,
+                    (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE) as u8,
+                )
+            } != 0;
+        if skipping {
+            self.no_skip.remove(&fd);
+        } else {
+            self.no_skip.insert(fd);
+        }
+        Ok(())
     }
 
     unsafe fn register_buffers(&mut self, _bufs: &[(*mut u8, usize)]) -> io::Result<Option<u16>> {

@@ -40,9 +40,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::SegQueue;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
-use windows_sys::Win32::Networking::WinSock::{
-    closesocket, getsockopt, SOCKET, SOL_SOCKET, SO_TYPE,
-};
+use windows_sys::Win32::Networking::WinSock::{closesocket, SOCKET};
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FileAllocationInfo, FileEndOfFileInfo, FileStandardInfo, FlushFileBuffers,
     GetFileInformationByHandleEx, SetFileInformationByHandle, FILE_ALLOCATION_INFO,
@@ -51,6 +49,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 
 use super::error::{last_error, last_wsa_error};
+use super::ext::socket_type;
 use super::op::OverlappedEntry;
 use super::port::{Port, KEY_OFFLOAD};
 
@@ -256,20 +255,7 @@ fn open(path: &[u16], access: u32, disposition: u32) -> Result<usize, u32> {
 }
 
 fn close(handle: usize) -> Result<usize, u32> {
-    let mut ty = 0i32;
-    let mut len = size_of::<i32>() as i32;
-    // SAFETY: asks the type of a possible socket into a local; fails with
-    // WSAENOTSOCK for any other handle and changes nothing.
-    let is_socket = unsafe {
-        getsockopt(
-            handle as SOCKET,
-            SOL_SOCKET,
-            SO_TYPE,
-            (&mut ty as *mut i32).cast(),
-            &mut len,
-        )
-    } == 0;
-    if is_socket {
+    if socket_type(handle).is_some() {
         // SAFETY: the op owns `handle` (its future gave it up); closed once.
         if unsafe { closesocket(handle as SOCKET) } != 0 {
             return Err(last_wsa_error());

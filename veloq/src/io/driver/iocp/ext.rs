@@ -24,10 +24,11 @@ use std::sync::OnceLock;
 
 use windows_sys::core::GUID;
 use windows_sys::Win32::Networking::WinSock::{
-    WSAIoctl, LPFN_ACCEPTEX, LPFN_CONNECTEX, LPFN_GETACCEPTEXSOCKADDRS,
-    RIO_EXTENSION_FUNCTION_TABLE, SIO_GET_EXTENSION_FUNCTION_POINTER,
-    SIO_GET_MULTIPLE_EXTENSION_FUNCTION_POINTER, SOCKET, SOCKET_ERROR, WSAID_ACCEPTEX,
-    WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS, WSAID_MULTIPLE_RIO,
+    getsockopt, WSAEnumProtocolsW, WSAIoctl, AF_INET, AF_INET6, LPFN_ACCEPTEX, LPFN_CONNECTEX,
+    LPFN_GETACCEPTEXSOCKADDRS, RIO_EXTENSION_FUNCTION_TABLE, SIO_GET_EXTENSION_FUNCTION_POINTER,
+    SIO_GET_MULTIPLE_EXTENSION_FUNCTION_POINTER, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE,
+    WSAID_ACCEPTEX, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS, WSAID_MULTIPLE_RIO,
+    WSAPROTOCOL_INFOW, XP1_IFS_HANDLES,
 };
 
 use super::error::{error_from_code, last_wsa_error};
@@ -62,6 +63,11 @@ pub(crate) struct Extensions {
     pub(crate) get_accept_ex_sockaddrs: LPFN_GETACCEPTEXSOCKADDRS,
     /// Registered I/O, or the Winsock error that loading it gave.
     pub(crate) rio: Result<RioTable, u32>,
+    /// Whether every IPv4/IPv6 provider hands out real kernel handles
+    /// (`XP1_IFS_HANDLES`). Only then may sockets skip the completion port
+    /// on immediate success: a layered (non-IFS) provider may complete
+    /// such an op without the kernel ever reporting it.
+    pub(crate) ifs_sockets: bool,
 }
 
 static EXTENSIONS: OnceLock<Result<Extensions, u32>> = OnceLock::new();
@@ -107,7 +113,29 @@ fn load() -> Result<Extensions, u32> {
         connect_ex,
         get_accept_ex_sockaddrs,
         rio: load_rio(s),
+        ifs_sockets: ip_providers_are_ifs(),
     })
+}
+
+/// Whether every IPv4/IPv6 Winsock provider has `XP1_IFS_HANDLES`; `false`
+/// when they cannot be listed.
+fn ip_providers_are_ifs() -> bool {
+    let mut len = 0u32;
+    // SAFETY: a null buffer with length 0 only asks for the size needed.
+    unsafe { WSAEnumProtocolsW(ptr::null(), ptr::null_mut(), &mut len) };
+    let count = len as usize / size_of::<WSAPROTOCOL_INFOW>() + 1;
+    let mut infos = vec![WSAPROTOCOL_INFOW::default(); count];
+    let mut len = (count * size_of::<WSAPROTOCOL_INFOW>()) as u32;
+    // SAFETY: `infos` has `len` writable bytes.
+    let n = unsafe { WSAEnumProtocolsW(ptr::null(), infos.as_mut_ptr(), &mut len) };
+    if n == SOCKET_ERROR {
+        return false;
+    }
+    infos
+        .iter()
+        .take(n as usize)
+        .filter(|p| p.iAddressFamily == AF_INET as i32 || p.iAddressFamily == AF_INET6 as i32)
+        .all(|p| p.dwServiceFlags1 & XP1_IFS_HANDLES != 0)
 }
 
 /// Loads one extension function pointer (`F` is an `Option<fn>` type).
@@ -165,4 +193,23 @@ fn load_rio(s: SOCKET) -> Result<RioTable, u32> {
         return Err(windows_sys::Win32::Networking::WinSock::WSAEOPNOTSUPP as u32);
     }
     Ok(RioTable(table))
+}
+
+/// The socket type (`SOCK_STREAM`, `SOCK_DGRAM`, ...) of `handle`, or
+/// `None` when it is not a socket. Asks `SO_TYPE`, which fails with
+/// `WSAENOTSOCK` for any other handle and changes nothing.
+pub(crate) fn socket_type(handle: usize) -> Option<i32> {
+    let mut ty = 0i32;
+    let mut len = size_of::<i32>() as i32;
+    // SAFETY: the option is read into a local of the size passed.
+    let rc = unsafe {
+        getsockopt(
+            handle as SOCKET,
+            SOL_SOCKET,
+            SO_TYPE,
+            (&mut ty as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(ty)
 }

@@ -5,9 +5,10 @@
 //! says what happened ([`SubmissionResult`]):
 //!
 //! - `Pending`: the kernel has the op and one completion packet will
-//!   arrive on the port. That includes an immediate success: without
-//!   `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS` (which veloq does not set) the
-//!   kernel queues the packet either way, so there is one path.
+//!   arrive on the port.
+//! - `Immediate`: the call succeeded at once. Whether a packet follows
+//!   depends on the handle's `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS` mode,
+//!   which the driver tracks (see `IocpDriver::register_handle`).
 //! - `Offload(task)`: the op may block (open, close, flush, allocate) and
 //!   runs on the blocking pool, which posts the packet when done.
 //! - `Ready(outcome)`: the op finished at once and no packet will come
@@ -53,13 +54,18 @@ use crate::sys::RawFd;
 pub(crate) enum SubmissionResult {
     /// In the kernel; one completion packet will come.
     Pending,
+    /// The call succeeded at once. If the handle skips the port on
+    /// success (`FILE_SKIP_COMPLETION_PORT_ON_SUCCESS`), no packet comes
+    /// and the bytes are in `OVERLAPPED::InternalHigh`; otherwise the
+    /// packet comes as for `Pending`. The driver knows which.
+    Immediate,
     /// To run on the blocking pool, which posts the completion.
     Offload(BlockingTask),
     /// Done already; no packet will come.
     Ready(Result<usize, u32>),
 }
 
-use SubmissionResult::{Offload, Pending, Ready};
+use SubmissionResult::{Immediate, Offload, Pending, Ready};
 
 /// The kernel handle behind a logical handle. veloq's logical handles are
 /// the raw `HANDLE`/`SOCKET` values (there is no handle table), so this is
@@ -84,7 +90,7 @@ fn set_offset(op: &mut IocpOp, offset: u64) {
 /// Result of a Win32 call that started an overlapped op: `ok` is its BOOL.
 fn win32_started(ok: i32) -> io::Result<SubmissionResult> {
     if ok != 0 {
-        return Ok(Pending);
+        return Ok(Immediate);
     }
     match last_error() {
         ERROR_IO_PENDING => Ok(Pending),
@@ -96,7 +102,7 @@ fn win32_started(ok: i32) -> io::Result<SubmissionResult> {
 /// return value (0 or `SOCKET_ERROR`).
 fn wsa_started(rc: i32) -> io::Result<SubmissionResult> {
     if rc != SOCKET_ERROR {
-        return Ok(Pending);
+        return Ok(Immediate);
     }
     match last_wsa_error() {
         code if code == WSA_IO_PENDING as u32 => Ok(Pending),
@@ -437,7 +443,7 @@ pub(crate) unsafe fn submit_connect(op: &mut IocpOp) -> io::Result<SubmissionRes
         )
     };
     if ok != 0 {
-        return Ok(Pending);
+        return Ok(Immediate);
     }
     wsa_started(SOCKET_ERROR)
 }
@@ -483,7 +489,7 @@ pub(crate) unsafe fn submit_accept(op: &mut IocpOp) -> io::Result<SubmissionResu
         )
     };
     if ok != 0 {
-        return Ok(Pending);
+        return Ok(Immediate);
     }
     wsa_started(SOCKET_ERROR)
 }

@@ -1001,3 +1001,45 @@ fn truncated_datagram_reports_buffer_length() {
         assert_eq!(d.stats().completions, before);
     }
 }
+
+/// Skip-on-success: an op that succeeds at once (a TCP send into an empty
+/// socket buffer) completes inside `submit`, and no packet follows it.
+/// Datagram sockets stay out of the mode.
+#[test]
+fn immediate_success_completes_without_a_packet() {
+    let mut d = driver();
+    let (client, server) = tcp_pair(&mut d);
+    let (udp_sock, _) = udp(&mut d);
+    assert!(
+        d.no_skip.contains(&socket_fd(&udp_sock)),
+        "UDP sockets must not skip"
+    );
+    let ifs = super::ext::Extensions::get().unwrap().ifs_sockets;
+    assert_eq!(!d.no_skip.contains(&socket_fd(&client)), ifs);
+    if !ifs {
+        eprintln!("Winsock providers are not all IFS: skip-on-success not used for sockets");
+        return;
+    }
+    drain(&mut d);
+    let before = (d.stats().completions, d.immediate_completions());
+    let key = submit(&mut d, send_desc(socket_fd(&client), b"at once")).unwrap();
+    let (_, waker) = counting_waker();
+    match d.poll_op(key, &mut Context::from_waker(&waker)) {
+        Poll::Ready(out) => assert_eq!(out.res.unwrap(), 7),
+        Poll::Pending => {
+            panic!("a small send into an empty socket buffer did not complete at once")
+        }
+    }
+    assert_eq!(d.immediate_completions(), before.1 + 1);
+    // No packet follows the immediate completion.
+    d.wait(Some(Duration::from_millis(50))).unwrap();
+    assert_eq!(
+        d.stats().completions,
+        before.0,
+        "a packet followed an immediate completion"
+    );
+    let mut buf = vec![0u8; 16];
+    let key = submit(&mut d, recv_desc(socket_fd(&server), &mut buf)).unwrap();
+    assert_eq!(run(&mut d, key).res.unwrap(), 7);
+    assert_eq!(&buf[..7], b"at once");
+}
