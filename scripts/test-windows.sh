@@ -83,7 +83,10 @@ fi
 cmp -s "$SHIM" "$SYSTEM32/bcryptprimitives.dll" || cp "$SHIM" "$SYSTEM32/bcryptprimitives.dll"
 
 # --- build and run -----------------------------------------------------------
-LOG="$CARGO_TARGET_DIR/test-windows.log"
+# A log of this run only (several runs may share the target dir); the
+# last one is also kept as $CARGO_TARGET_DIR/test-windows.log.
+LOG="$(mktemp "${TMPDIR:-/tmp}/veloq-test-windows.XXXXXX")"
+trap 'rm -f "$LOG"' EXIT
 # Default: the lib unit tests and every integration test. Doc tests are
 # platform-neutral and run in the Linux leg (cross doc tests need
 # -Zdoctest-xcompile).
@@ -95,7 +98,10 @@ set +e
 cargo test -p veloq --target "$TARGET" -Zbuild-std --no-fail-fast "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
-wineserver -k >/dev/null 2>&1 || true
+cp "$LOG" "$CARGO_TARGET_DIR/test-windows.log" || true
+# Let the Wine server exit by itself (it lingers a few seconds after the
+# last program) rather than kill it under another run using the prefix.
+wineserver -w >/dev/null 2>&1 || true
 
 echo
 echo "== Windows (IOCP under Wine) test summary =="

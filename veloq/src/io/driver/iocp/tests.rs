@@ -180,6 +180,10 @@ fn op_is_header_vtable_and_largest_payload() {
         "IocpOp is {} bytes",
         size_of::<IocpOp>()
     );
+    eprintln!(
+        "IocpOp: {} bytes (header {header}, largest payload {max_size})",
+        size_of::<IocpOp>()
+    );
 }
 
 // ---- errors -------------------------------------------------------------------
