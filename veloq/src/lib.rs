@@ -2,9 +2,9 @@
 //!
 //! Operations are *posted* to the kernel together with the memory they work
 //! on, and the kernel reports when they are done: I/O completion ports on
-//! Windows, io_uring on Linux. Both live behind one [`Driver`] trait
-//! (`io::driver`), so everything above it — executor, timers, TCP, UDP, files
-//! and buffers — is written once.
+//! Windows, io_uring on Linux (with an epoll fallback). All live behind one
+//! internal `Driver` trait, so everything above it — executor, timers, TCP,
+//! UDP, files and buffers — is written once.
 //!
 //! Buffers are owned: an operation takes its buffer and hands it back with
 //! the result ([`BufResult`]). Dropping an operation's future cancels it; the
@@ -32,8 +32,6 @@
 //!     assert_eq!(&buf, b"hello");
 //! });
 //! ```
-//!
-//! [`Driver`]: crate::io::driver
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
