@@ -79,7 +79,7 @@ fn echo_allocs(runtime: &str, o: &Opts) -> Result<f64, String> {
     let rt = runtime.to_string();
     // The server thread lives on, idle, after its connections close.
     std::thread::spawn(move || {
-        let _ = sys::pin_current_thread(crate::echo::SERVER_CPU);
+        let _ = sys::pin_current_thread(crate::echo::cpus().0);
         let _ = crate::servers::serve(&rt, |addr| {
             let _ = tx.send(addr);
         });
@@ -127,7 +127,7 @@ fn file_allocs(runtime: &str, path: &std::path::Path, o: &Opts) -> Result<f64, S
 
 /// Runs the whole scenario.
 pub fn run(o: &Opts) -> Result<Report, String> {
-    sys::pin_current_thread(crate::echo::CLIENT_CPU).map_err(|e| e.to_string())?;
+    sys::pin_current_thread(crate::echo::cpus().1).map_err(|e| e.to_string())?;
     ignore_this_thread();
     let path = file::prepare_file(o.file_mib).map_err(|e| format!("test file: {e}"))?;
     let steps = o.rounds * (o.runtimes.len() + file::CONTENDERS.len());

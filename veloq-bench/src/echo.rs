@@ -20,10 +20,20 @@ use crate::report::Report;
 use crate::stats::{median, Better, Figure};
 use crate::sys;
 
-/// The CPU the servers run on.
-pub const SERVER_CPU: usize = 0;
-/// The CPU the client runs on.
-pub const CLIENT_CPU: usize = 1;
+/// (server CPU, client CPU): 0 and 1, or `VELOQ_BENCH_CPUS=S,C` (for
+/// machines where 0 and 1 are hyper-threads of one core). Child server
+/// processes inherit the variable.
+pub fn cpus() -> (usize, usize) {
+    std::env::var("VELOQ_BENCH_CPUS")
+        .ok()
+        .and_then(|v| parse_cpus(&v))
+        .unwrap_or((0, 1))
+}
+
+fn parse_cpus(v: &str) -> Option<(usize, usize)> {
+    let (s, c) = v.split_once(',')?;
+    Some((s.trim().parse().ok()?, c.trim().parse().ok()?))
+}
 /// Connections of the fixed-rate run.
 const FIXED_RATE_CONNS: usize = 16;
 
@@ -72,7 +82,8 @@ impl Drop for Server {
 
 /// The `serve <runtime>` entry point of the child process.
 pub fn serve_main(runtime: &str) -> Result<(), String> {
-    sys::pin_current_thread(SERVER_CPU).map_err(|e| format!("pin to CPU {SERVER_CPU}: {e}"))?;
+    let cpu = cpus().0;
+    sys::pin_current_thread(cpu).map_err(|e| format!("pin to CPU {cpu}: {e}"))?;
     crate::servers::serve(runtime, |addr| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -135,7 +146,8 @@ pub fn measure(runtime: &str, o: &Opts, conns: usize, rate: Option<f64>) -> Resu
 
 /// Runs the whole scenario.
 pub fn run(o: &Opts) -> Result<Report, String> {
-    sys::pin_current_thread(CLIENT_CPU).map_err(|e| format!("pin to CPU {CLIENT_CPU}: {e}"))?;
+    let cpu = cpus().1;
+    sys::pin_current_thread(cpu).map_err(|e| format!("pin to CPU {cpu}: {e}"))?;
     let mut configs: Vec<(usize, Option<f64>)> = o.conns.iter().map(|&c| (c, None)).collect();
     configs.push((FIXED_RATE_CONNS, Some(o.rate)));
     let mut progress = Progress::new("echo", configs.len() * o.rounds * o.runtimes.len());
@@ -183,7 +195,11 @@ pub fn run(o: &Opts) -> Result<Report, String> {
     figures.sort_by_key(|f| !f.name.contains("fixed") as u8);
     let max_others = others.iter().copied().fold(0.0f64, f64::max);
     Ok(Report {
-        title: "echo: TCP ping-pong, 1 KiB, server on CPU 0, shared epoll client on CPU 1".into(),
+        title: format!(
+            "echo: TCP ping-pong, 1 KiB, server on CPU {}, shared epoll client on CPU {}",
+            cpus().0,
+            cpus().1
+        ),
         notes: vec![
             format!(
                 "{} rounds × {:.1} s windows after {:.1} s warm-up; runtimes alternate within each round; fresh server process per window",
@@ -202,4 +218,17 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         ],
         figures,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpus;
+
+    #[test]
+    fn cpu_pair_parses() {
+        assert_eq!(parse_cpus("0,1"), Some((0, 1)));
+        assert_eq!(parse_cpus(" 2 , 5"), Some((2, 5)));
+        assert_eq!(parse_cpus("3"), None);
+        assert_eq!(parse_cpus("a,1"), None);
+    }
 }
