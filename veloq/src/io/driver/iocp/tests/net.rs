@@ -351,7 +351,9 @@ fn immediate_success_completes_without_a_packet() {
         d.no_skip.contains(&socket_fd(&udp_sock)),
         "UDP sockets must not skip"
     );
-    let ifs = crate::io::driver::iocp::ext::Extensions::get().unwrap().ifs_sockets;
+    let ifs = crate::io::driver::iocp::ext::Extensions::get()
+        .unwrap()
+        .ifs_sockets;
     assert_eq!(!d.no_skip.contains(&socket_fd(&client)), ifs);
     if !ifs {
         eprintln!("Winsock providers are not all IFS: skip-on-success not used for sockets");
