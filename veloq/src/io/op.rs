@@ -43,6 +43,8 @@ pub(crate) struct ReadFixed {
     pub(crate) buf: *mut u8,
     pub(crate) len: u32,
     pub(crate) offset: u64,
+    // IOCP has no registered buffers; only io_uring reads the index.
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fixed: Option<u16>,
 }
 
@@ -52,6 +54,8 @@ pub(crate) struct WriteFixed {
     pub(crate) buf: *const u8,
     pub(crate) len: u32,
     pub(crate) offset: u64,
+    // IOCP has no registered buffers; only io_uring reads the index.
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fixed: Option<u16>,
 }
 
@@ -109,7 +113,8 @@ pub(crate) struct OpenFlags {
     pub(crate) truncate: bool,
     pub(crate) create: bool,
     pub(crate) create_new: bool,
-    /// Unix permission bits for a created file.
+    /// Unix permission bits for a created file (ignored on Windows).
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) mode: u32,
 }
 
@@ -127,6 +132,8 @@ pub(crate) struct Close {
 /// Flush a file's data (and metadata unless `data_only`) to the device.
 pub(crate) struct Fsync {
     pub(crate) fd: RawFd,
+    // `FlushFileBuffers` always flushes data and metadata on Windows.
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) data_only: bool,
 }
 
@@ -196,15 +203,13 @@ impl<K: 'static> Future for Op<K> {
         // we never move out of anything pinned.
         let this = unsafe_unpin(self);
         let out = match std::mem::replace(&mut this.state, State::Done) {
-            State::Submitted(key) => {
-                match context::with_driver(|driver| driver.poll_op(key, cx)) {
-                    Poll::Ready(out) => out,
-                    Poll::Pending => {
-                        this.state = State::Submitted(key);
-                        return Poll::Pending;
-                    }
+            State::Submitted(key) => match context::with_driver(|driver| driver.poll_op(key, cx)) {
+                Poll::Ready(out) => out,
+                Poll::Pending => {
+                    this.state = State::Submitted(key);
+                    return Poll::Pending;
                 }
-            }
+            },
             State::Failed(e) => OpOutput {
                 res: Err(e),
                 addr: None,

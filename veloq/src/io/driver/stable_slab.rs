@@ -46,6 +46,7 @@ impl<T> StableSlab<T> {
     }
 
     /// Number of occupied entries.
+    #[cfg_attr(windows, allow(dead_code))] // read by the Linux drivers
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -62,7 +63,9 @@ impl<T> StableSlab<T> {
             self.grow();
         }
         let index = self.free_head;
-        let entry = self.entry_mut(index).expect("free list points past the pages");
+        let entry = self
+            .entry_mut(index)
+            .expect("free list points past the pages");
         let next_free = match entry {
             Entry::Vacant { next_free } => *next_free,
             Entry::Occupied(_) => unreachable!("free list points at an occupied entry"),
@@ -99,7 +102,12 @@ impl<T> StableSlab<T> {
         if let Entry::Vacant { .. } = entry {
             return None;
         }
-        let old = mem::replace(entry, Entry::Vacant { next_free: free_head });
+        let old = mem::replace(
+            entry,
+            Entry::Vacant {
+                next_free: free_head,
+            },
+        );
         self.free_head = index;
         self.len -= 1;
         match old {
@@ -131,7 +139,11 @@ impl<T> StableSlab<T> {
         let head = self.free_head;
         let page: Box<[Entry<T>]> = (0..PAGE_SIZE)
             .map(|i| Entry::Vacant {
-                next_free: if i + 1 < PAGE_SIZE { base + i + 1 } else { head },
+                next_free: if i + 1 < PAGE_SIZE {
+                    base + i + 1
+                } else {
+                    head
+                },
             })
             .collect();
         self.pages.push(page);
