@@ -44,8 +44,8 @@ pub mod sync;
 pub(crate) mod sys;
 pub mod time;
 
-pub use io::buf;
 pub use buf::BufResult;
+pub use io::buf;
 pub use runtime::{
     block_on, spawn, spawn_balanced, spawn_on, worker_count, worker_id, yield_now, JoinError,
     JoinHandle, Runtime,
