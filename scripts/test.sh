@@ -38,5 +38,8 @@ if [ "${VELOQ_SKIP_WINDOWS:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
     exit 0
 fi
 
+step "Windows leg: clippy (-D warnings) for x86_64-pc-windows-gnu"
+scripts/test-windows.sh --clippy
+
 step "Windows leg: cargo test under Wine (IOCP driver)"
 scripts/test-windows.sh
