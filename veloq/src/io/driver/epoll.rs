@@ -83,8 +83,11 @@ use poller::{Event, Poller, WAKE_TOKEN};
 use wake::EpollWaker;
 
 /// Socket ops that may complete inside `submit` between two waits (see
-/// the module docs).
-pub(crate) const EAGER_BUDGET: usize = 64;
+/// the module docs). Well above what a busy server's turn submits (the
+/// executor polls at most 128 tasks per turn, an echo task completes about
+/// two ops per poll): a deferred op costs an extra wake and poll, so the
+/// budget should only ever stop a task that loops on ready ops.
+pub(crate) const EAGER_BUDGET: usize = 512;
 
 /// How long a dropping driver waits for the pool to report the file ops it
 /// was handed before it leaks their memory instead.
@@ -145,8 +148,13 @@ impl EpollDriver {
         };
         match op.attempt() {
             Attempt::Done(out) => {
+                let drained = matches!(out.res, Ok(n) if op.drains(n));
                 self.eager_left -= 1;
                 self.complete(key, out);
+                let st = self.fds.get(fd);
+                if drained && st.stream {
+                    st.side(dir).set_ready(false);
+                }
             }
             Attempt::WouldBlock => {
                 let side = self.fds.get(fd).side(dir);
@@ -169,8 +177,13 @@ impl EpollDriver {
     fn run_side(&mut self, fd: RawFd, dir: Dir) {
         self.fds.get(fd).side(dir).set_ready(true);
         while let Some(key) = self.fds.get(fd).side(dir).front() {
-            let attempt = match self.registry.get_mut(key).and_then(|s| s.op.as_mut()) {
-                Some(EpollOp::Net(op)) => op.attempt(),
+            let (attempt, drained) = match self.registry.get_mut(key).and_then(|s| s.op.as_mut()) {
+                Some(EpollOp::Net(op)) => {
+                    let attempt = op.attempt();
+                    let drained = matches!(&attempt, Attempt::Done(out)
+                        if matches!(out.res, Ok(n) if op.drains(n)));
+                    (attempt, drained)
+                }
                 // Never queued (cancelled ops leave their queue); be safe.
                 _ => {
                     self.fds.get(fd).side(dir).pop_front();
@@ -181,6 +194,12 @@ impl EpollDriver {
                 Attempt::Done(out) => {
                     self.fds.get(fd).side(dir).pop_front();
                     self.complete(key, out);
+                    let st = self.fds.get(fd);
+                    if drained && st.stream {
+                        // Later waiters wait for the next edge.
+                        st.side(dir).set_ready(false);
+                        break;
+                    }
                 }
                 Attempt::WouldBlock => {
                     self.fds.get(fd).side(dir).set_ready(false);
@@ -294,12 +313,13 @@ impl EpollDriver {
             return Err(io::Error::last_os_error());
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-            self.fds.reset(fd, false);
+            self.fds.reset(fd, false, false);
             return Ok(());
         }
+        let stream = socket_type(fd)? == libc::SOCK_STREAM;
         set_nonblocking(fd)?;
         self.poller.add_socket(fd)?;
-        self.fds.reset(fd, true);
+        self.fds.reset(fd, true, stream);
         Ok(())
     }
 
@@ -341,6 +361,26 @@ impl EpollDriver {
     pub(crate) fn pool_threads(&self) -> usize {
         self.pool.threads()
     }
+}
+
+/// The `SO_TYPE` of socket `fd` (`SOCK_STREAM`, `SOCK_DGRAM`, ...).
+fn socket_type(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut ty: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `ty`/`len` are live locals of the sizes passed.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ty)
 }
 
 /// Sets `O_NONBLOCK` on `fd` (one `ioctl`).

@@ -23,6 +23,11 @@
 //! removed when its op completes or is cancelled; the queue never holds a
 //! stale key. Queues keep their capacity, so a descriptor in steady use
 //! allocates nothing.
+//!
+//! On a stream socket a short transfer also clears the side (a short
+//! `recv` emptied the receive queue, a short `send` filled the send
+//! buffer): new data or buffer space raises a fresh edge, and the futile
+//! `EAGAIN` call is saved.
 
 use std::collections::VecDeque;
 
@@ -96,6 +101,8 @@ impl Side {
 pub(crate) struct FdState {
     /// In the epoll set, non-blocking (a socket).
     pub(crate) registered: bool,
+    /// A stream (TCP) socket: short transfers drain a side.
+    pub(crate) stream: bool,
     read: Side,
     write: Side,
 }
@@ -136,9 +143,10 @@ impl FdTable {
     /// `fd` is a new handle: it may be ready both ways. Waiters stay (none
     /// exist in practice: ops borrow their socket, so a descriptor cannot
     /// be closed and its number reused while one of its ops waits).
-    pub(crate) fn reset(&mut self, fd: RawFd, registered: bool) {
+    pub(crate) fn reset(&mut self, fd: RawFd, registered: bool, stream: bool) {
         let st = self.get(fd);
         st.registered = registered;
+        st.stream = stream;
         st.read.ready = true;
         st.write.ready = true;
     }
@@ -153,7 +161,7 @@ mod tests {
     fn a_fresh_side_is_tried_only_after_reset() {
         let mut t = FdTable::default();
         assert!(!t.get(7).side(Dir::Read).can_try());
-        t.reset(7, true);
+        t.reset(7, true, true);
         assert!(t.get(7).registered);
         assert!(t.get(7).side(Dir::Read).can_try());
         assert!(t.get(7).side(Dir::Write).can_try());
@@ -166,7 +174,7 @@ mod tests {
         let mut reg: OpRegistry<()> = OpRegistry::new();
         let (a, b, c) = (reg.reserve(), reg.reserve(), reg.reserve());
         let mut t = FdTable::default();
-        t.reset(4, true);
+        t.reset(4, true, false);
         let side = t.get(4).side(Dir::Read);
         side.set_ready(false);
         side.park(a);

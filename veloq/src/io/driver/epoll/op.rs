@@ -103,6 +103,20 @@ impl NetOp {
         }
     }
 
+    /// Whether a transfer of `n` bytes by this op means its side of a
+    /// *stream* socket is now drained: a short `recv` emptied the receive
+    /// queue, a short `send` filled the send buffer. The next op on that
+    /// side would only get `EAGAIN`, so it waits for the next edge
+    /// instead. (Not so for datagram sockets, whose transfers are one
+    /// datagram each; the driver asks only for stream sockets.)
+    pub(crate) fn drains(&self, n: usize) -> bool {
+        match *self {
+            NetOp::Recv { len, .. } => n > 0 && n < len as usize,
+            NetOp::Send { len, .. } => n < len as usize,
+            _ => false,
+        }
+    }
+
     /// Tries the op once, without blocking (the socket is non-blocking).
     pub(crate) fn attempt(&mut self) -> Attempt {
         match self {
@@ -428,6 +442,26 @@ mod tests {
             started: false,
         };
         assert_eq!(connect.dir(), Dir::Write);
+        assert!(!connect.drains(0));
+    }
+
+    #[test]
+    fn short_stream_transfers_drain_their_side() {
+        let recv = NetOp::Recv {
+            fd: 3,
+            buf: std::ptr::null_mut(),
+            len: 100,
+        };
+        assert!(recv.drains(10), "a short read emptied the queue");
+        assert!(!recv.drains(100), "a full read may leave more");
+        assert!(!recv.drains(0), "end of stream is not readiness news");
+        let send = NetOp::Send {
+            fd: 3,
+            buf: std::ptr::null(),
+            len: 100,
+        };
+        assert!(send.drains(99));
+        assert!(!send.drains(100));
     }
 
     #[test]
