@@ -54,9 +54,11 @@
 //! rather than freed.
 
 mod blocking;
+mod drain;
 mod fd_table;
 mod op;
 mod poller;
+mod socket;
 mod wake;
 
 #[cfg(test)]
@@ -303,26 +305,6 @@ impl EpollDriver {
         Ok(())
     }
 
-    /// Makes `fd` ready for socket ops: non-blocking and in the epoll set.
-    /// Other descriptors (files) are only noted as not registered.
-    fn prepare_fd(&mut self, fd: RawFd) -> io::Result<()> {
-        // SAFETY: all-zero is a valid `stat`, which `fstat` fills.
-        let mut st: libc::stat = unsafe { mem::zeroed() };
-        // SAFETY: `st` is a live local of the right type.
-        if unsafe { libc::fstat(fd, &mut st) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-            self.fds.reset(fd, false, false);
-            return Ok(());
-        }
-        let stream = socket_type(fd)? == libc::SOCK_STREAM;
-        set_nonblocking(fd)?;
-        self.poller.add_socket(fd)?;
-        self.fds.reset(fd, true, stream);
-        Ok(())
-    }
-
     /// Unregisters and frees buffer pools that died during `call` (pools
     /// of other drivers: this one registers none).
     fn release_deferred_pools(&mut self, call: pool::DriverCall) {
@@ -361,36 +343,6 @@ impl EpollDriver {
     pub(crate) fn pool_threads(&self) -> usize {
         self.pool.threads()
     }
-}
-
-/// The `SO_TYPE` of socket `fd` (`SOCK_STREAM`, `SOCK_DGRAM`, ...).
-fn socket_type(fd: RawFd) -> io::Result<libc::c_int> {
-    let mut ty: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `ty`/`len` are live locals of the sizes passed.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ty)
-}
-
-/// Sets `O_NONBLOCK` on `fd` (one `ioctl`).
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `FIONBIO` reads one `int` from a live local.
-    if unsafe { libc::ioctl(fd, libc::FIONBIO, &on) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 impl Driver for EpollDriver {
@@ -575,41 +527,5 @@ impl Driver for EpollDriver {
             wait_calls: self.wait_calls,
             in_flight: self.in_flight,
         }
-    }
-}
-
-impl Drop for EpollDriver {
-    fn drop(&mut self) {
-        let call = pool::driver_call();
-        for key in self.registry.keys() {
-            let net = match self.registry.get_mut(key).map(|s| s.op.as_ref()) {
-                None => continue,
-                Some(None) => {
-                    self.registry.release(key);
-                    continue;
-                }
-                Some(Some(EpollOp::Net(op))) => (op.fd(), op.dir()),
-                Some(Some(_)) => {
-                    if !self.registry.is_cancelled(key) {
-                        self.registry.cancel(key, None);
-                    }
-                    continue;
-                }
-            };
-            self.cancel_net(key, net.0, net.1, None);
-        }
-        self.deferred.clear();
-        let started = Instant::now();
-        while self.in_pool > 0 && started.elapsed() < DRAIN_LIMIT {
-            if self.poll_once(Some(Duration::from_millis(50))).is_err() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        if self.in_pool > 0 {
-            // A pool thread may still write into these slots' buffers:
-            // leak them rather than free memory it can reach.
-            mem::forget(mem::take(&mut self.registry));
-        }
-        self.release_deferred_pools(call);
     }
 }
