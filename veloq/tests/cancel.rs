@@ -193,3 +193,37 @@ fn timed_out_connect_is_cancelled() {
         })
     });
 }
+
+/// An accept that completed in the kernel but whose future is dropped
+/// before it was polled again: nobody will take the accepted socket, so the
+/// driver must close it (the peer sees the connection end) instead of
+/// leaking it.
+#[test]
+fn completed_accept_dropped_unpolled_closes_the_accepted_socket() {
+    within(30, || {
+        veloq::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut accept = Box::pin(listener.accept());
+            // One poll submits the accept; it cannot finish yet.
+            std::future::poll_fn(|cx| {
+                assert!(accept.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            let client = TcpStream::connect(addr).await.unwrap();
+            // Let the driver process the accept's completion while nobody
+            // polls the accept future.
+            sleep(Duration::from_millis(100)).await;
+            drop(accept);
+            let read = timeout(Duration::from_secs(5), client.read(vec![0u8; 16])).await;
+            let (res, _) =
+                read.expect("the accepted socket was leaked: the peer never saw it close");
+            match res {
+                Ok(0) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                other => panic!("expected end of stream, got {other:?}"),
+            }
+        })
+    });
+}

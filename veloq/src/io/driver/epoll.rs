@@ -79,8 +79,8 @@ use crate::sys::RawFd;
 
 use blocking::{BlockingPool, Done, Job};
 use fd_table::{Dir, FdTable};
-use op::Attempt;
 pub(crate) use op::EpollOp;
+use op::{Attempt, NetOp};
 use poller::{Event, Poller, WAKE_TOKEN};
 use wake::EpollWaker;
 
@@ -429,6 +429,19 @@ impl Driver for EpollDriver {
     fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) {
         // Keep-alives are dropped in here.
         let call = pool::driver_call();
+        if let Some(slot) = self.registry.get_mut(key) {
+            let creates_fd = matches!(
+                slot.op,
+                Some(EpollOp::Net(NetOp::Accept { .. }) | EpollOp::InPool { opens: true })
+            );
+            if let (true, Some(OpOutput { res: Ok(fd), .. })) = (creates_fd, slot.output()) {
+                // The accept/open completed but its future is gone: nobody
+                // will take the descriptor, so close it.
+                // SAFETY: the op created `fd` and only its (now dropped)
+                // future would have adopted it.
+                unsafe { libc::close(*fd as RawFd) };
+            }
+        }
         let net = match self.registry.get_mut(key).map(|s| s.op.as_ref()) {
             None => None,
             Some(None) => {

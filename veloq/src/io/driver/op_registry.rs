@@ -76,6 +76,15 @@ pub(crate) struct OpSlot<T> {
     keep_alive: Option<Box<dyn Any>>,
 }
 
+impl<T> OpSlot<T> {
+    /// The output of a completed op nobody has polled yet. A driver reads it
+    /// on `cancel` to release what the output owns (an accepted socket, an
+    /// opened file) before the slot is freed.
+    pub(crate) fn output(&self) -> Option<&OpOutput> {
+        self.output.as_ref()
+    }
+}
+
 /// What the driver must do after `cancel`.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CancelAction {

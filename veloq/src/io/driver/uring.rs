@@ -466,6 +466,17 @@ impl Driver for UringDriver {
     fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) {
         // An op that already completed drops `keep_alive` in here.
         let call = pool::driver_call();
+        if let Some(slot) = self.registry.get_mut(key) {
+            if let (Some(op), Some(OpOutput { res: Ok(n), .. })) = (&slot.op, slot.output()) {
+                if let Some(fd) = op.created_fd(*n as i32) {
+                    // The accept/open completed but its future is gone:
+                    // nobody will take the descriptor, so close it.
+                    // SAFETY: the kernel created `fd` for this op and only
+                    // its (now dropped) future would have adopted it.
+                    unsafe { libc::close(fd) };
+                }
+            }
+        }
         if self.registry.get_mut(key).is_some_and(|s| s.op.is_none()) {
             self.registry.release(key);
         } else if self.registry.cancel(key, keep_alive) == CancelAction::CancelInKernel {
