@@ -170,12 +170,21 @@ fn stream_into_std_and_back() {
         let rt = runtime();
         rt.block_on(async {
             let (client, server) = util::tcp_pair().await;
+            // Blocking std I/O on the same socket after leaving the driver:
+            // the read starts before any data is there, so it must block
+            // (a socket left non-blocking would fail with WouldBlock).
+            let mut std_server = server.into_std().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut buf = [0u8; 4];
+                std_server.read_exact(&mut buf).map(|()| (buf, std_server))
+            });
+            veloq::time::sleep(std::time::Duration::from_millis(50)).await;
             let (res, _) = client.write_all(b"ping".to_vec()).await;
             res.unwrap();
-            // Blocking std I/O on the same socket after leaving the driver.
-            let mut std_server = server.into_std().unwrap();
-            let mut buf = [0u8; 4];
-            std_server.read_exact(&mut buf).unwrap();
+            let (buf, std_server) = reader
+                .join()
+                .unwrap()
+                .expect("a stream from into_std must block, not fail with WouldBlock");
             assert_eq!(&buf, b"ping");
             // Adopting it on another worker: fine on Linux; on Windows the
             // socket stays tied to worker 0's completion port, so it fails.

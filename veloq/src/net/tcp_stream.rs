@@ -75,7 +75,11 @@ impl TcpStream {
     /// but no other worker can adopt it; hand connections over before
     /// their first veloq operation instead (`accept_std`).
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        Ok(self.socket.into_inner().into())
+        let socket = self.socket.into_inner();
+        // A readiness driver (epoll) made the socket non-blocking; a std
+        // stream is expected to block.
+        socket.set_nonblocking(false)?;
+        Ok(socket.into())
     }
 
     /// Connects to `addr`, trying each resolved address in turn until one
