@@ -17,7 +17,7 @@ use std::path::Path;
 use super::OpenOptions;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::io::driver::Driver;
-use crate::io::op::{Close, Fallocate, Fsync, Op, ReadFixed, SyncFileRange, WriteFixed};
+use crate::io::op::{self, Close, Fallocate, Fsync, Op, ReadFixed, SyncFileRange, WriteFixed};
 use crate::runtime::context;
 use crate::sys::{self, RawFd};
 
@@ -243,15 +243,10 @@ impl File {
             fixed: buf.fixed_index(),
         };
         let (out, mut buf) = Op::submit(desc, buf).await;
-        if let Ok(n) = out.res {
-            assert!(
-                n <= len as usize,
-                "driver reported more bytes than requested"
-            );
-            // SAFETY: the kernel wrote `n` bytes at `off`; the caller
-            // guarantees `buf[..off]` was initialised; `off + n <= total`.
-            unsafe { buf.set_init(off + n) };
-        }
+        // SAFETY: the op read at most `len` bytes into `buf[off..]`, with
+        // `off + len <= total`; the caller guarantees `buf[..off]` was
+        // initialised.
+        unsafe { op::mark_read(&out, &mut buf, off, len) };
         (out.res, buf)
     }
 

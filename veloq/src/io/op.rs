@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::io::buf::IoBufMut;
 use crate::io::driver::{Driver, IntoPlatformOp, OpKey, PlatformDriver};
 use crate::runtime::context;
 use crate::sys::RawFd;
@@ -34,6 +35,31 @@ pub(crate) struct OpOutput {
 /// (`ECANCELED` on Linux, `ERROR_OPERATION_ABORTED` on Windows).
 pub(crate) fn cancelled() -> io::Error {
     io::Error::new(io::ErrorKind::Interrupted, "operation cancelled")
+}
+
+/// After a read-like op (`Recv`, `RecvFrom`, `ReadFixed`) that was asked
+/// for at most `len` bytes at `buf[off..]`: marks what the kernel wrote as
+/// initialised.
+///
+/// # Panics
+///
+/// If the driver reported more bytes than were asked for.
+///
+/// # Safety
+///
+/// `out` must be the output of an op that wrote into `buf` starting at
+/// `off`, with `off + len <= buf.bytes_total()`, and `buf[..off]` must
+/// already be initialised.
+pub(crate) unsafe fn mark_read<B: IoBufMut>(out: &OpOutput, buf: &mut B, off: usize, len: u32) {
+    if let Ok(n) = out.res {
+        assert!(
+            n <= len as usize,
+            "driver reported more bytes than requested"
+        );
+        // SAFETY: the kernel wrote `n <= len` bytes at `off`; the caller
+        // guarantees `buf[..off]` was initialised and `off + len` fits.
+        unsafe { buf.set_init(off + n) };
+    }
 }
 
 /// Read `len` bytes at `offset` into `buf` (files). `fixed` is the

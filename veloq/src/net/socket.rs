@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, SockAddr, Type};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::io::driver::Driver;
-use crate::io::op::{Op, Recv, Send};
+use crate::io::op::{self, Op, Recv, Send};
 use crate::runtime::context;
 use crate::sys::{self, RawFd};
 
@@ -159,15 +159,10 @@ impl Socket {
             len,
         };
         let (out, mut buf) = Op::submit(desc, buf).await;
-        if let Ok(n) = out.res {
-            assert!(
-                n <= len as usize,
-                "driver reported more bytes than requested"
-            );
-            // SAFETY: the kernel wrote `n` bytes at `off`, and the caller
-            // guarantees `buf[..off]` was initialised; `off + n <= total`.
-            unsafe { buf.set_init(off + n) };
-        }
+        // SAFETY: the op read at most `len` bytes into `buf[off..]`, with
+        // `off + len <= total`; the caller guarantees `buf[..off]` was
+        // initialised.
+        unsafe { op::mark_read(&out, &mut buf, off, len) };
         (out.res, buf)
     }
 

@@ -10,7 +10,7 @@ use socket2::{Protocol, SockAddr, Type};
 use super::addr;
 use super::socket::{op_len, Socket};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::io::op::{Op, RecvFrom, SendTo};
+use crate::io::op::{self, Op, RecvFrom, SendTo};
 
 /// A UDP socket.
 ///
@@ -87,17 +87,13 @@ impl UdpSocket {
             len,
         };
         let (out, mut buf) = Op::submit(desc, buf).await;
+        // SAFETY: the kernel wrote at most `len <= bytes_total` bytes of the
+        // datagram at the start of the buffer.
+        unsafe { op::mark_read(&out, &mut buf, 0, len) };
         let n = match out.res {
             Ok(n) => n,
             Err(e) => return (Err(e), buf),
         };
-        assert!(
-            n <= len as usize,
-            "driver reported more bytes than requested"
-        );
-        // SAFETY: the kernel wrote the datagram's first `n` bytes at the
-        // start of the buffer, and `n <= bytes_total`.
-        unsafe { buf.set_init(n) };
         match out.addr {
             Some(from) => (Ok((n, from)), buf),
             None => (
