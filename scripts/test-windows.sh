@@ -35,7 +35,9 @@ if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # With recommends: the set this leg was checked with (libwine pulls in
+    # the libraries Wine loads at run time).
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Debian's cargo/rustc (which find their std source under /usr for
