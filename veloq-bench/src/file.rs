@@ -5,7 +5,9 @@
 //! compio vs plain `pread` on one thread (one read at a time).
 //!
 //! Runs unpinned: tokio::fs uses helper threads, and that is part of what
-//! is measured.
+//! is measured. The Windows build (run under Wine) runs the same code on
+//! IOCP, with `seek_read` (a synchronous positional `ReadFile`) in
+//! `pread`'s place.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +28,15 @@ pub const IN_FLIGHT: usize = 32;
 /// Reads before `on_warm` fires.
 pub const WARM_READS: u64 = 2_000;
 
+/// The one-thread synchronous positional read: `pread` on Unix…
+#[cfg(unix)]
+pub const SYNC_READ: &str = "pread";
+/// …`seek_read` (`ReadFile` with an offset) on Windows.
+#[cfg(windows)]
+pub const SYNC_READ: &str = "seek_read";
+
 /// The contenders of this scenario, veloq first.
-pub const CONTENDERS: [&str; 4] = ["veloq", "tokio", "compio", "pread"];
+pub const CONTENDERS: [&str; 4] = ["veloq", "tokio", "compio", SYNC_READ];
 
 /// Which access pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +135,7 @@ pub fn run_one(
         "veloq" => veloq_reads(path, size, pattern, deadline, &c)?,
         "tokio" => tokio_reads(path, size, pattern, deadline, &c)?,
         "compio" => compio_reads(path, size, pattern, deadline, &c)?,
-        "pread" => pread_reads(path, size, pattern, deadline, &c)?,
+        SYNC_READ => pread_reads(path, size, pattern, deadline, &c)?,
         other => return Err(std::io::Error::other(format!("no file reader for {other}"))),
     }
     Ok(c.get())
@@ -291,6 +300,19 @@ fn compio_reads(
     })
 }
 
+/// One synchronous positional read (may be short).
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, off)
+}
+
+/// One synchronous positional read (may be short; moves the file cursor,
+/// which nothing here uses).
+#[cfg(windows)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, off)
+}
+
 fn pread_reads(
     p: &Path,
     size: u64,
@@ -298,7 +320,6 @@ fn pread_reads(
     end: Instant,
     c: &Counter,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(p)?;
     let mut rng = XorShift::new(1);
     let mut buf = vec![
@@ -313,11 +334,14 @@ fn pread_reads(
     while Instant::now() < end {
         match pat {
             Pattern::Random => {
-                file.read_exact_at(&mut buf, rng.offset(size))?;
+                let n = read_at(&file, &mut buf, rng.offset(size))?;
+                if n != BLOCK {
+                    return Err(short(n));
+                }
                 c.add(1);
             }
             Pattern::Sequential => {
-                let n = file.read_at(&mut buf, pos)?;
+                let n = read_at(&file, &mut buf, pos)?;
                 pos = if n == 0 || pos + n as u64 >= size {
                     0
                 } else {
@@ -333,7 +357,12 @@ fn pread_reads(
 /// Runs the whole scenario.
 pub fn run(o: &Opts) -> Result<Report, String> {
     let path = prepare_file(o.file_mib).map_err(|e| format!("test file: {e}"))?;
-    let mut progress = Progress::new("file", 2 * o.rounds * CONTENDERS.len());
+    // `--runtimes` narrows the field; the synchronous reader always runs.
+    let contenders: Vec<&str> = CONTENDERS
+        .into_iter()
+        .filter(|c| *c == SYNC_READ || o.runtimes.iter().any(|r| r == c))
+        .collect();
+    let mut progress = Progress::new("file", 2 * o.rounds * contenders.len());
     let mut f_rand = Figure::new(
         format!("4 KiB random reads, {IN_FLIGHT} in flight"),
         "reads/s",
@@ -345,7 +374,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             (Pattern::Random, &mut f_rand),
             (Pattern::Sequential, &mut f_seq),
         ] {
-            for rt in CONTENDERS {
+            for &rt in &contenders {
                 progress.step(&format!("{pat:?}, round {round}, {rt}"));
                 let start = Instant::now();
                 let n = run_one(rt, &path, pat, o.window, || {})
@@ -366,7 +395,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         title: format!("file: reads from a {} MiB file in the page cache", o.file_mib),
         notes: vec![
             format!("{} rounds × {:.1} s per contender, alternating; unpinned", o.rounds, o.window.as_secs_f64()),
-            "tokio::fs: 32 handles, seek + read_exact on its blocking pool; pread: one thread, one read at a time".into(),
+            format!("tokio::fs: 32 handles, seek + read_exact on its blocking pool; {SYNC_READ}: one thread, one read at a time"),
         ],
         figures: vec![f_rand, f_seq],
     })

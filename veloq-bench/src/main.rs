@@ -9,9 +9,21 @@
 //! See `veloq-bench/README.md` for what each scenario measures.
 
 mod opts;
+mod progress;
 mod report;
 mod stats;
 mod svg;
+
+#[cfg(any(target_os = "linux", windows))]
+mod file;
+#[cfg(any(windows, test))]
+mod inproc;
+#[cfg(any(target_os = "linux", windows))]
+mod servers;
+#[cfg(any(windows, test))]
+mod thread_client;
+#[cfg(windows)]
+mod wine;
 
 #[cfg(target_os = "linux")]
 mod alloc;
@@ -19,12 +31,6 @@ mod alloc;
 mod client;
 #[cfg(target_os = "linux")]
 mod echo;
-#[cfg(target_os = "linux")]
-mod file;
-#[cfg(target_os = "linux")]
-mod progress;
-#[cfg(target_os = "linux")]
-mod servers;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
@@ -126,8 +132,33 @@ fn bench(o: &opts::Opts, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The Windows build (run under Wine by `scripts/bench-windows.sh`): echo
+/// and file. The machine is described by `VELOQ_BENCH_MACHINE` (the
+/// script sets it from the Linux host).
+#[cfg(windows)]
+fn bench(o: &opts::Opts, args: &[String]) -> Result<(), String> {
+    let scenarios: Vec<&str> = match o.scenario.as_str() {
+        "all" => vec!["echo", "file"],
+        s => vec![s],
+    };
+    let machine = std::env::var("VELOQ_BENCH_MACHINE").unwrap_or_else(|_| "not described".into());
+    for s in scenarios {
+        let mut r = wine::run(s, o)?;
+        r.notes.insert(
+            0,
+            format!(
+                "command: `veloq-bench.exe {}` (release build)",
+                args.join(" ")
+            ),
+        );
+        r.notes.insert(2, format!("machine: {machine}"));
+        write_report(o, s, &r)?;
+    }
+    Ok(())
+}
+
 /// Prints the Markdown and writes `<out>/<scenario>.md` and `.svg`.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 fn write_report(o: &opts::Opts, scenario: &str, r: &report::Report) -> Result<(), String> {
     let md = r.to_markdown();
     println!("{md}");
@@ -143,7 +174,7 @@ fn write_report(o: &opts::Opts, scenario: &str, r: &report::Report) -> Result<()
 
 #[cfg(not(target_os = "linux"))]
 fn serve(_: &str) -> Result<(), String> {
-    Err("the echo servers need Linux (monoio's io_uring driver)".into())
+    Err("echo server processes are Linux-only; the Windows build serves in-process".into())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -153,10 +184,10 @@ fn serve_workers(_: &str, _: usize) -> Result<(), String> {
 
 #[cfg(not(target_os = "linux"))]
 fn load(_: &str, _: usize, _: f64) -> Result<(), String> {
-    Err("the load client needs Linux (epoll)".into())
+    Err("the epoll load client needs Linux".into())
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 fn bench(_: &opts::Opts, _: &[String]) -> Result<(), String> {
-    Err("veloq-bench runs on Linux; the Windows leg is not built yet".into())
+    Err("veloq-bench runs on Linux and Windows (Wine) only".into())
 }

@@ -14,7 +14,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every runtime the echo scenario knows, veloq first.
-pub const ECHO_RUNTIMES: [&str; 4] = ["veloq", "tokio", "monoio", "compio"];
+#[cfg(target_os = "linux")]
+pub const ECHO_RUNTIMES: &[&str] = &["veloq", "tokio", "monoio", "compio"];
+/// Every runtime the echo scenario knows, veloq first (monoio is
+/// Linux-only).
+#[cfg(not(target_os = "linux"))]
+pub const ECHO_RUNTIMES: &[&str] = &["veloq", "tokio", "compio"];
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]

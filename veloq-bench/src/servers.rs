@@ -3,37 +3,99 @@
 //! task per connection that reads up to 4 KiB and writes back what it
 //! read. TCP_NODELAY on every accepted socket.
 //!
-//! Each `serve_*` blocks forever; `ready` gets the bound address once the
-//! listener is up.
+//! Each `serve_*` blocks until its [`Control`] says stop (the Linux leg's
+//! server processes are killed instead and never say it); `ready` gets the
+//! bound address once the listener is up. monoio is Linux-only.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Read buffer size of every server.
 const BUF: usize = 4096;
 
 const ADDR: &str = "127.0.0.1:0";
 
+/// How an in-process server (the Wine leg) is stopped and observed. The
+/// Linux leg's server processes are killed instead and pass the default.
+#[derive(Clone, Default)]
+pub struct Control {
+    /// Once set, the next accepted connection ends the accept loop and the
+    /// server returns: set it, then connect once to the listener.
+    pub stop: Arc<AtomicBool>,
+    /// veloq only: the driver counters between these two instants are sent
+    /// here (read on the server thread by a task that sleeps until each).
+    pub veloq_window: Option<(Instant, Instant, Sender<DriverWindow>)>,
+}
+
+impl Control {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// veloq's driver counters over a measured window (differences of two
+/// `veloq::runtime::driver_stats()` readings).
+// Only the Wine leg (and tests) read it; the Linux leg never asks for it.
+#[cfg_attr(all(target_os = "linux", not(test)), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverWindow {
+    /// Completion packets dequeued.
+    pub completions: u64,
+    /// Calls that waited on the kernel (`GetQueuedCompletionStatusEx` on
+    /// Windows, `io_uring_enter` with a wait on Linux).
+    pub wait_calls: u64,
+}
+
 /// Serves echo with `runtime` on the calling thread, forever.
+#[cfg(target_os = "linux")]
 pub fn serve(runtime: &str, ready: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    serve_until(runtime, ready, Control::default())
+}
+
+/// Serves echo with `runtime` on the calling thread until `ctl` says stop.
+pub fn serve_until(
+    runtime: &str,
+    ready: impl FnOnce(SocketAddr),
+    ctl: Control,
+) -> Result<(), String> {
     match runtime {
-        "veloq" => serve_veloq(ready),
-        "tokio" => serve_tokio(ready),
-        "monoio" => serve_monoio(ready),
-        "compio" => serve_compio(ready),
+        "veloq" => serve_veloq(ready, ctl),
+        "tokio" => serve_tokio(ready, ctl),
+        #[cfg(target_os = "linux")]
+        "monoio" => serve_monoio(ready, ctl),
+        "compio" => serve_compio(ready, ctl),
         other => return Err(format!("no echo server for {other:?}")),
     }
     Ok(())
 }
 
-fn serve_veloq(ready: impl FnOnce(SocketAddr)) {
+fn serve_veloq(ready: impl FnOnce(SocketAddr), ctl: Control) {
     use veloq::net::TcpListener;
     veloq::block_on(async {
         let listener = TcpListener::bind(ADDR).expect("bind");
         ready(listener.local_addr().expect("local_addr"));
+        if let Some((start, end, tx)) = ctl.veloq_window.clone() {
+            veloq::spawn(async move {
+                veloq::time::sleep_until(start).await;
+                let a = veloq::runtime::driver_stats();
+                veloq::time::sleep_until(end).await;
+                let b = veloq::runtime::driver_stats();
+                let _ = tx.send(DriverWindow {
+                    completions: b.completions - a.completions,
+                    wait_calls: b.wait_calls - a.wait_calls,
+                });
+            });
+        }
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            if ctl.stopping() {
+                return;
+            }
             let _ = stream.set_nodelay(true);
             veloq::spawn(async move {
                 let mut buf = Vec::with_capacity(BUF);
@@ -55,7 +117,7 @@ fn serve_veloq(ready: impl FnOnce(SocketAddr)) {
     })
 }
 
-fn serve_tokio(ready: impl FnOnce(SocketAddr)) {
+fn serve_tokio(ready: impl FnOnce(SocketAddr), ctl: Control) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -68,6 +130,9 @@ fn serve_tokio(ready: impl FnOnce(SocketAddr)) {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
+            if ctl.stopping() {
+                return;
+            }
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; BUF];
@@ -85,7 +150,8 @@ fn serve_tokio(ready: impl FnOnce(SocketAddr)) {
     })
 }
 
-fn serve_monoio(ready: impl FnOnce(SocketAddr)) {
+#[cfg(target_os = "linux")]
+fn serve_monoio(ready: impl FnOnce(SocketAddr), ctl: Control) {
     use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .build()
@@ -97,6 +163,9 @@ fn serve_monoio(ready: impl FnOnce(SocketAddr)) {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
+            if ctl.stopping() {
+                return;
+            }
             let _ = stream.set_nodelay(true);
             monoio::spawn(async move {
                 let mut buf = Vec::with_capacity(BUF);
@@ -118,7 +187,7 @@ fn serve_monoio(ready: impl FnOnce(SocketAddr)) {
     })
 }
 
-fn serve_compio(ready: impl FnOnce(SocketAddr)) {
+fn serve_compio(ready: impl FnOnce(SocketAddr), ctl: Control) {
     use compio::io::{AsyncRead, AsyncWriteExt};
     let rt = compio::runtime::Runtime::new().expect("compio runtime");
     rt.block_on(async {
@@ -128,6 +197,9 @@ fn serve_compio(ready: impl FnOnce(SocketAddr)) {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
+            if ctl.stopping() {
+                return;
+            }
             let _ = stream.set_nodelay(true);
             compio::runtime::spawn(async move {
                 let mut buf = Vec::with_capacity(BUF);

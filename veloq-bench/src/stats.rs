@@ -149,6 +149,8 @@ mod tests {
 
 /// The value at quantile `q` (0..=1) of an ascending slice, nearest rank;
 /// `NaN` when empty.
+// Used by the timers scenario, which is Linux-only.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;

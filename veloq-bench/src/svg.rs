@@ -22,7 +22,7 @@ fn colour(runtime: &str) -> &'static str {
         "tokio" => "#1c7ed6",
         "monoio" => "#37b24d",
         "compio" => "#7048e8",
-        "pread" => "#868e96",
+        "pread" | "seek_read" => "#868e96",
         _ => "#495057",
     }
 }
