@@ -145,6 +145,18 @@ fn short(n: usize) -> std::io::Error {
     std::io::Error::other(format!("short read: {n} bytes"))
 }
 
+thread_local! {
+    /// veloq's driver counters over the last `veloq_reads` on this thread:
+    /// (completions, wait calls), from its reads' start to their end.
+    static VELOQ_DRIVER: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// (completions, wait calls) of veloq's driver during the last veloq run
+/// on this thread, if there was one.
+pub fn last_veloq_driver() -> Option<(u64, u64)> {
+    VELOQ_DRIVER.with(|d| d.take())
+}
+
 fn veloq_reads(
     p: &Path,
     size: u64,
@@ -154,6 +166,7 @@ fn veloq_reads(
 ) -> std::io::Result<()> {
     veloq::block_on(async {
         let file = std::rc::Rc::new(veloq::fs::File::open(p).await?);
+        let before = veloq::runtime::driver_stats();
         let tasks = if pat == Pattern::Random { IN_FLIGHT } else { 1 };
         let handles: Vec<_> = (0..tasks)
             .map(|t| {
@@ -193,6 +206,13 @@ fn veloq_reads(
         for h in handles {
             h.await.map_err(std::io::Error::other)??;
         }
+        let after = veloq::runtime::driver_stats();
+        VELOQ_DRIVER.with(|d| {
+            d.set(Some((
+                after.completions - before.completions,
+                after.wait_calls - before.wait_calls,
+            )))
+        });
         Ok(())
     })
 }
@@ -369,6 +389,19 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         Better::Higher,
     );
     let mut f_seq = Figure::new("1 MiB sequential reads", "MiB/s", Better::Higher);
+    // How veloq's reads reached the kernel: completion packets / CQEs and
+    // waiting calls per random read (reads that complete at submission
+    // produce no packet).
+    let mut f_packets = Figure::new(
+        "veloq completions per 4 KiB random read",
+        "packets",
+        Better::Lower,
+    );
+    let mut f_waits = Figure::new(
+        "veloq kernel wait calls per 4 KiB random read",
+        "calls",
+        Better::Lower,
+    );
     for round in 1..=o.rounds {
         for (pat, fig) in [
             (Pattern::Random, &mut f_rand),
@@ -380,6 +413,10 @@ pub fn run(o: &Opts) -> Result<Report, String> {
                 let n = run_one(rt, &path, pat, o.window, || {})
                     .map_err(|e| format!("{rt} {pat:?}: {e}"))?;
                 let secs = start.elapsed().as_secs_f64();
+                if let (Pattern::Random, Some((packets, waits))) = (pat, last_veloq_driver()) {
+                    f_packets.push(rt, packets as f64 / n.max(1) as f64);
+                    f_waits.push(rt, waits as f64 / n.max(1) as f64);
+                }
                 fig.push(
                     rt,
                     match pat {
@@ -397,7 +434,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             format!("{} rounds × {:.1} s per contender, alternating; unpinned", o.rounds, o.window.as_secs_f64()),
             format!("tokio::fs: 32 handles, seek + read_exact on its blocking pool; {SYNC_READ}: one thread, one read at a time"),
         ],
-        figures: vec![f_rand, f_seq],
+        figures: vec![f_rand, f_seq, f_packets, f_waits],
     })
 }
 
