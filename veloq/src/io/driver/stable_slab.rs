@@ -1,10 +1,15 @@
-//! `StableSlab`: a slab whose elements never move.
+//! `StableSlab`: a generational slab whose elements never move.
 //!
 //! The kernel holds raw pointers into in-flight ops (an `OVERLAPPED`, a
 //! `sockaddr`, an `iovec`) until it reports their completion, so the memory
 //! that holds an op must not move while the op lives — not even when the
 //! slab grows. A `Vec<T>` reallocates on growth; this slab instead allocates
 //! fixed-size pages and never frees or moves one while the slab lives.
+//!
+//! Every entry carries a *generation*, bumped each time the entry is freed,
+//! so a handle (`index`, `generation`) to a freed entry never reaches the
+//! value that later reuses it. Lookups check index and generation in one
+//! go, next to the value.
 //!
 //! # Invariants
 //!
@@ -13,24 +18,40 @@
 //!   is dropped; growing pushes a new page (moving only the `Box` pointers
 //!   in `pages`, never the entries they point to).
 //! - Vacant entries form a singly linked free list through `next_free`;
-//!   `insert` pops its head, `remove` pushes onto it, both O(1).
+//!   `insert` pops its head, `remove`/`free` push onto it, both O(1).
+//! - Generations wrap within [`GENERATION_MASK`] (31 bits), so a handle
+//!   packs with a 32-bit index into 63 bits.
+//! - Values are built and dropped in place ([`insert_with`](StableSlab::insert_with),
+//!   [`free`](StableSlab::free)): the hot path never moves a whole value.
+//!   Bookkeeping (free list, length, generation) is updated *before* a
+//!   value's destructor runs, so a panicking destructor leaves the slab
+//!   consistent (the entry is vacant either way).
 
 use std::mem;
 
 /// Entries per page.
 pub(crate) const PAGE_SIZE: usize = 64;
 
+/// Generations wrap within 31 bits (see the module docs).
+pub(crate) const GENERATION_MASK: u32 = (1 << 31) - 1;
+
 /// Marks the end of the free list.
 const NONE: usize = usize::MAX;
 
-enum Entry<T> {
+enum Slot<T> {
     Occupied(T),
     Vacant { next_free: usize },
 }
 
-/// A slab of `T` with stable element addresses; see the module docs.
+struct Entry<T> {
+    generation: u32,
+    slot: Slot<T>,
+}
+
+/// A slab of `T` with stable element addresses and generation-checked
+/// handles; see the module docs.
 pub(crate) struct StableSlab<T> {
-    pages: Vec<Box<[Entry<T>]>>,
+    pages: Vec<Box<[Entry<T>; PAGE_SIZE]>>,
     free_head: usize,
     len: usize,
 }
@@ -46,7 +67,6 @@ impl<T> StableSlab<T> {
     }
 
     /// Number of occupied entries.
-    #[cfg_attr(windows, allow(dead_code))] // read by the Linux drivers
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -56,9 +76,17 @@ impl<T> StableSlab<T> {
         self.pages.len() * PAGE_SIZE
     }
 
-    /// Stores `value` and returns its index. Reuses the most recently freed
+    /// Stores `value`; returns its index and generation.
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, value: T) -> (usize, u32) {
+        self.insert_with(|| value)
+    }
+
+    /// Stores the value `make` builds, written straight into its entry;
+    /// returns its index and generation. Reuses the most recently freed
     /// entry; allocates a new page only when every entry is occupied.
-    pub(crate) fn insert(&mut self, value: T) -> usize {
+    #[inline]
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce() -> T) -> (usize, u32) {
         if self.free_head == NONE {
             self.grow();
         }
@@ -66,67 +94,102 @@ impl<T> StableSlab<T> {
         let entry = self
             .entry_mut(index)
             .expect("free list points past the pages");
-        let next_free = match entry {
-            Entry::Vacant { next_free } => *next_free,
-            Entry::Occupied(_) => unreachable!("free list points at an occupied entry"),
+        let Slot::Vacant { next_free } = entry.slot else {
+            unreachable!("free list points at an occupied entry")
         };
-        *entry = Entry::Occupied(value);
+        let generation = entry.generation;
+        // A vacant slot has nothing to drop.
+        entry.slot = Slot::Occupied(make());
         self.free_head = next_free;
         self.len += 1;
-        index
+        (index, generation)
     }
 
-    /// The value at `index`, if occupied.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn get(&self, index: usize) -> Option<&T> {
-        let page = self.pages.get(index / PAGE_SIZE)?;
-        match &page[index % PAGE_SIZE] {
-            Entry::Occupied(v) => Some(v),
-            Entry::Vacant { .. } => None,
+    /// The value at `index`, if occupied under `generation`.
+    #[cfg(test)]
+    pub(crate) fn get(&self, index: usize, generation: u32) -> Option<&T> {
+        let entry = &self.pages.get(index / PAGE_SIZE)?[index % PAGE_SIZE];
+        match &entry.slot {
+            Slot::Occupied(v) if entry.generation == generation => Some(v),
+            _ => None,
         }
     }
 
-    /// The value at `index`, mutably, if occupied. Its address is the same
-    /// on every call until it is removed.
-    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        match self.entry_mut(index)? {
-            Entry::Occupied(v) => Some(v),
-            Entry::Vacant { .. } => None,
-        }
-    }
-
-    /// Takes the value at `index` out, freeing the entry for reuse.
-    pub(crate) fn remove(&mut self, index: usize) -> Option<T> {
-        let free_head = self.free_head;
+    /// The value at `index`, mutably, if occupied under `generation`. Its
+    /// address is the same on every call until it is removed.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, index: usize, generation: u32) -> Option<&mut T> {
         let entry = self.entry_mut(index)?;
-        if let Entry::Vacant { .. } = entry {
+        match &mut entry.slot {
+            Slot::Occupied(v) if entry.generation == generation => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Takes the value at `index` out (if occupied under `generation`),
+    /// freeing the entry for reuse under the next generation.
+    pub(crate) fn remove(&mut self, index: usize, generation: u32) -> Option<T> {
+        let next_free = self.free_head;
+        let entry = self.vacate(index, generation)?;
+        match mem::replace(&mut entry.slot, Slot::Vacant { next_free }) {
+            Slot::Occupied(v) => Some(v),
+            Slot::Vacant { .. } => unreachable!("checked by vacate"),
+        }
+    }
+
+    /// Drops the value at `index` in place (if occupied under
+    /// `generation`), freeing the entry for reuse under the next
+    /// generation. Returns whether there was such a value.
+    #[inline]
+    pub(crate) fn free(&mut self, index: usize, generation: u32) -> bool {
+        let next_free = self.free_head;
+        let Some(entry) = self.vacate(index, generation) else {
+            return false;
+        };
+        // Drops the value where it lies; should its destructor panic, the
+        // entry is still made vacant (assignment semantics) and `vacate`
+        // already counted it free.
+        entry.slot = Slot::Vacant { next_free };
+        true
+    }
+
+    /// If `index` is occupied under `generation`: bumps its generation,
+    /// makes it the free list's head and returns it. The caller must then
+    /// make it vacant, linked to the previous head.
+    #[inline]
+    fn vacate(&mut self, index: usize, generation: u32) -> Option<&mut Entry<T>> {
+        let entry = &mut self.pages.get_mut(index / PAGE_SIZE)?[index % PAGE_SIZE];
+        if entry.generation != generation || matches!(entry.slot, Slot::Vacant { .. }) {
             return None;
         }
-        let old = mem::replace(
-            entry,
-            Entry::Vacant {
-                next_free: free_head,
-            },
-        );
+        entry.generation = generation.wrapping_add(1) & GENERATION_MASK;
         self.free_head = index;
         self.len -= 1;
-        match old {
-            Entry::Occupied(v) => Some(v),
-            Entry::Vacant { .. } => unreachable!(),
-        }
+        Some(entry)
     }
 
-    /// Indices of all occupied entries, in index order.
-    pub(crate) fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
+    /// Index and generation of every occupied entry, in index order.
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
         self.pages.iter().enumerate().flat_map(|(p, page)| {
-            page.iter().enumerate().filter_map(move |(i, e)| match e {
-                Entry::Occupied(_) => Some(p * PAGE_SIZE + i),
-                Entry::Vacant { .. } => None,
-            })
+            page.iter()
+                .enumerate()
+                .filter_map(move |(i, e)| match e.slot {
+                    Slot::Occupied(_) => Some((p * PAGE_SIZE + i, e.generation)),
+                    Slot::Vacant { .. } => None,
+                })
         })
     }
 
+    /// Sets the generation of the (occupied) entry at `index` (tests of
+    /// the wrap-around).
+    #[cfg(test)]
+    pub(crate) fn set_generation(&mut self, index: usize, generation: u32) {
+        self.entry_mut(index).expect("index in range").generation = generation;
+    }
+
+    #[inline]
     fn entry_mut(&mut self, index: usize) -> Option<&mut Entry<T>> {
+        // A page is an array, so the offset needs no bounds check.
         self.pages
             .get_mut(index / PAGE_SIZE)
             .map(|page| &mut page[index % PAGE_SIZE])
@@ -134,18 +197,26 @@ impl<T> StableSlab<T> {
 
     /// Appends one page and threads its entries onto the free list, lowest
     /// index first.
+    #[cold]
     fn grow(&mut self) {
         let base = self.capacity();
         let head = self.free_head;
         let page: Box<[Entry<T>]> = (0..PAGE_SIZE)
-            .map(|i| Entry::Vacant {
-                next_free: if i + 1 < PAGE_SIZE {
-                    base + i + 1
-                } else {
-                    head
+            .map(|i| Entry {
+                generation: 0,
+                slot: Slot::Vacant {
+                    next_free: if i + 1 < PAGE_SIZE {
+                        base + i + 1
+                    } else {
+                        head
+                    },
                 },
             })
             .collect();
+        let page: Box<[Entry<T>; PAGE_SIZE]> = match page.try_into() {
+            Ok(page) => page,
+            Err(_) => unreachable!("a page has PAGE_SIZE entries"),
+        };
         self.pages.push(page);
         self.free_head = base;
     }
@@ -164,54 +235,76 @@ mod tests {
     #[test]
     fn insert_get_remove() {
         let mut slab = StableSlab::new();
-        let a = slab.insert("a");
-        let b = slab.insert("b");
-        assert_eq!(slab.get(a), Some(&"a"));
-        assert_eq!(slab.get(b), Some(&"b"));
+        let (a, ga) = slab.insert("a");
+        let (b, gb) = slab.insert("b");
+        assert_eq!(slab.get(a, ga), Some(&"a"));
+        assert_eq!(slab.get(b, gb), Some(&"b"));
         assert_eq!(slab.len(), 2);
-        assert_eq!(slab.remove(a), Some("a"));
-        assert_eq!(slab.remove(a), None, "double remove must not succeed");
-        assert_eq!(slab.get(a), None);
+        assert_eq!(slab.remove(a, ga), Some("a"));
+        assert_eq!(slab.remove(a, ga), None, "double remove must not succeed");
+        assert_eq!(slab.get(a, ga), None);
         assert_eq!(slab.len(), 1);
+        assert!(slab.free(b, gb));
+        assert!(!slab.free(b, gb), "double free must not succeed");
+        assert_eq!(slab.len(), 0);
     }
 
     #[test]
-    fn freed_entries_are_reused() {
+    fn freed_entries_are_reused_under_a_new_generation() {
         let mut slab = StableSlab::new();
-        let a = slab.insert(1);
+        let (a, ga) = slab.insert(1);
         slab.insert(2);
-        slab.remove(a);
-        assert_eq!(slab.insert(3), a);
+        assert!(slab.free(a, ga));
+        let (again, g2) = slab.insert(3);
+        assert_eq!(again, a);
+        assert_ne!(g2, ga);
+        assert_eq!(slab.get(a, ga), None, "stale handle must miss");
+        assert_eq!(slab.get_mut(a, ga), None);
+        assert!(!slab.free(a, ga));
+        assert_eq!(slab.remove(a, ga), None);
+        assert_eq!(slab.get(a, g2), Some(&3));
         assert_eq!(slab.capacity(), PAGE_SIZE);
+    }
+
+    #[test]
+    fn generations_wrap_within_the_mask() {
+        let mut slab = StableSlab::new();
+        let (a, _) = slab.insert(1);
+        slab.set_generation(a, GENERATION_MASK);
+        assert!(slab.free(a, GENERATION_MASK));
+        assert_eq!(slab.insert(2), (a, 0));
     }
 
     #[test]
     fn addresses_stay_put_across_growth() {
         let mut slab = StableSlab::new();
-        let first = slab.insert(0u64);
-        let addr = slab.get(first).unwrap() as *const u64;
+        let (first, g) = slab.insert(0u64);
+        let addr = slab.get(first, g).unwrap() as *const u64;
         for i in 1..(PAGE_SIZE as u64 * 10) {
             slab.insert(i);
         }
         assert_eq!(slab.capacity(), PAGE_SIZE * 10);
-        assert_eq!(slab.get(first).unwrap() as *const u64, addr);
+        assert_eq!(slab.get(first, g).unwrap() as *const u64, addr);
         // Every element is where its index says, with its own value.
         for i in 0..PAGE_SIZE * 10 {
-            assert_eq!(*slab.get(i).unwrap(), i as u64);
+            assert_eq!(*slab.get(i, 0).unwrap(), i as u64);
         }
     }
 
     #[test]
-    fn occupied_lists_live_indices() {
+    fn occupied_lists_live_entries() {
         let mut slab = StableSlab::new();
         for i in 0..PAGE_SIZE + 3 {
             slab.insert(i);
         }
-        slab.remove(1);
-        slab.remove(PAGE_SIZE);
-        let live: Vec<usize> = slab.occupied().collect();
-        assert_eq!(live.len(), PAGE_SIZE + 1);
-        assert!(!live.contains(&1) && !live.contains(&PAGE_SIZE));
+        slab.remove(1, 0);
+        slab.free(PAGE_SIZE, 0);
+        let (again, g) = slab.insert(7);
+        let live: Vec<(usize, u32)> = slab.occupied().collect();
+        assert_eq!((again, g), (PAGE_SIZE, 1), "the last freed entry is reused");
+        assert_eq!(live.len(), PAGE_SIZE + 2);
+        assert!(!live.iter().any(|&(i, _)| i == 1));
+        assert!(live.contains(&(PAGE_SIZE, 1)) && live.contains(&(2, 0)));
     }
 
     #[test]
@@ -223,9 +316,30 @@ mod tests {
             for _ in 0..100 {
                 slab.insert(counter.clone());
             }
-            slab.remove(5);
+            slab.remove(5, 0);
             assert_eq!(Rc::strong_count(&counter), 100);
+            assert!(slab.free(6, 0));
+            assert_eq!(Rc::strong_count(&counter), 99, "free drops in place");
         }
         assert_eq!(Rc::strong_count(&counter), 1);
+    }
+
+    #[test]
+    fn a_panicking_destructor_leaves_the_entry_free() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("boom");
+            }
+        }
+        let mut slab = StableSlab::new();
+        let (a, g) = slab.insert(Bomb);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slab.free(a, g)));
+        assert!(caught.is_err());
+        assert_eq!(slab.len(), 0);
+        assert!(slab.get(a, g).is_none());
+        let (again, _) = slab.insert_with(|| Bomb);
+        assert_eq!(again, a, "the entry went back on the free list");
+        std::mem::forget(slab);
     }
 }

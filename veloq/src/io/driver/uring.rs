@@ -372,31 +372,29 @@ impl UringDriver {
             }
             return;
         };
-        let cancelled = self.registry.is_cancelled(key);
-        let Some(slot) = self.registry.get_mut(key) else {
-            return; // stale: the slot was reused
-        };
-        let Some(op) = slot.op.as_ref() else {
-            return;
-        };
-        self.in_flight -= 1;
-        let output = if cancelled {
-            if let Some(fd) = op.created_fd(res) {
-                // Nobody will take the handle a cancelled accept/open
-                // created; close it rather than leak it.
-                // SAFETY: the kernel just created `fd` for this op and
-                // nothing else knows of it.
-                unsafe { libc::close(fd) };
+        // A stale key (the slot was reused) or a slot without an op is
+        // ignored: the closure does not run.
+        let in_flight = &mut self.in_flight;
+        let signals = &mut self.signals;
+        self.registry.complete_with(key, |op, cancelled| {
+            *in_flight -= 1;
+            if cancelled {
+                if let Some(fd) = op.created_fd(res) {
+                    // Nobody will take the handle a cancelled accept/open
+                    // created; close it rather than leak it.
+                    // SAFETY: the kernel just created `fd` for this op and
+                    // nothing else knows of it.
+                    unsafe { libc::close(fd) };
+                }
+                OpOutput {
+                    res: Ok(0),
+                    addr: None,
+                }
+            } else {
+                *signals += 1;
+                op.output(res)
             }
-            OpOutput {
-                res: Ok(0),
-                addr: None,
-            }
-        } else {
-            self.signals += 1;
-            op.output(res)
-        };
-        self.registry.complete(key, output);
+        });
     }
 
     /// Queues an `ASYNC_CANCEL` of the request tagged `target`.
@@ -432,7 +430,7 @@ impl Driver for UringDriver {
 
     fn submit(&mut self, key: OpKey, op: UringOp) -> io::Result<()> {
         if let UringOp::Invalid(e) = op {
-            self.registry.release(key);
+            self.registry.free(key);
             return Err(e);
         }
         let Some(slot) = self.registry.get_mut(key) else {
@@ -442,7 +440,7 @@ impl Driver for UringDriver {
         let entry = match slot.op.insert(op).prepare(key.to_user_data()) {
             Ok(entry) => entry,
             Err(e) => {
-                self.registry.release(key);
+                self.registry.free(key);
                 return Err(e);
             }
         };
@@ -452,7 +450,7 @@ impl Driver for UringDriver {
         // failure), and into the op's buffer, which the `Op` future or the
         // slot's keep-alive owns until then.
         if let Err(e) = unsafe { self.push(&entry) } {
-            self.registry.release(key);
+            self.registry.free(key);
             return Err(e);
         }
         self.in_flight += 1;
@@ -478,7 +476,7 @@ impl Driver for UringDriver {
             }
         }
         if self.registry.get_mut(key).is_some_and(|s| s.op.is_none()) {
-            self.registry.release(key);
+            self.registry.free(key);
         } else if self.registry.cancel(key, keep_alive) == CancelAction::CancelInKernel {
             self.push_cancel(key.to_user_data());
         }
