@@ -65,7 +65,7 @@ case "$scenario" in
 esac
 args=("$scenario" "$@")
 [[ " $* " == *" --out "* ]] || args+=(--out veloq-bench/results/wine)
-[[ " $* " == *" --file-mib "* ]] || args+=(--file-mib 64)
+[[ "$scenario" == echo || " $* " == *" --file-mib "* ]] || args+=(--file-mib 64)
 
 # --- build and run ------------------------------------------------------------
 log "cargo build --release -p veloq-bench --target $TARGET -Zbuild-std"
