@@ -74,7 +74,7 @@ EXE="$CARGO_TARGET_DIR/$TARGET/release/veloq-bench.exe"
 
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 export VELOQ_BENCH_MACHINE="${model:-unknown CPU}, $(nproc --all) CPUs, Linux $(uname -r), $(wine --version) \
-(1-minute load average at start $(cut -d' ' -f1 /proc/loadavg))"
+(1-minute load average at start $(cut -d' ' -f1 /proc/loadavg)); veloq tree $(git describe --always --dirty 2>/dev/null || echo unknown)"
 # Wine passes the Unix environment on to the program.
 export WINEDLLOVERRIDES
 log "wine $EXE ${args[*]}  [$VELOQ_BENCH_MACHINE]"
