@@ -15,7 +15,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use crate::io::buf::IoBufMut;
 use crate::io::driver::{Driver, IntoPlatformOp, OpKey, PlatformDriver};
@@ -228,19 +228,22 @@ impl<K: 'static> Future for Op<K> {
         // `Op` holds no self-references; it is `Unpin` whenever `K` is, and
         // we never move out of anything pinned.
         let this = unsafe_unpin(self);
-        let out = match std::mem::replace(&mut this.state, State::Done) {
-            State::Submitted(key) => match context::with_driver(|driver| driver.poll_op(key, cx)) {
-                Poll::Ready(out) => out,
-                Poll::Pending => {
-                    this.state = State::Submitted(key);
-                    return Poll::Pending;
-                }
-            },
-            State::Failed(e) => OpOutput {
-                res: Err(e),
-                addr: None,
-            },
-            State::Done => panic!("veloq: op future polled after completion"),
+        // The state stays `Submitted` while the driver is asked (should the
+        // driver panic, the drop still cancels the op and hands `keep` to
+        // the driver); it turns `Done` once the output, and with it the
+        // slot, has been taken.
+        let out = if let State::Submitted(key) = this.state {
+            let out = ready!(context::with_driver(|driver| driver.poll_op(key, cx)));
+            this.state = State::Done;
+            out
+        } else {
+            match std::mem::replace(&mut this.state, State::Done) {
+                State::Failed(e) => OpOutput {
+                    res: Err(e),
+                    addr: None,
+                },
+                _ => panic!("veloq: op future polled after completion"),
+            }
         };
         let keep = this.keep.take().expect("op keep-alive taken twice");
         Poll::Ready((out, keep))
