@@ -47,9 +47,15 @@ pub struct Server {
 impl Server {
     /// Starts `serve <runtime>` and waits for its address.
     pub fn start(runtime: &str) -> Result<Server, String> {
+        Server::spawn(&["serve", runtime], runtime)
+    }
+
+    /// Re-executes the bench with `args` (a `serve…` subcommand that prints
+    /// `LISTENING <addr>` once it accepts) and waits for the address.
+    pub fn spawn(args: &[&str], runtime: &str) -> Result<Server, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
-            .args(["serve", runtime])
+            .args(args)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()

@@ -97,24 +97,28 @@ fn serve_veloq(ready: impl FnOnce(SocketAddr), ctl: Control) {
                 return;
             }
             let _ = stream.set_nodelay(true);
-            veloq::spawn(async move {
-                let mut buf = Vec::with_capacity(BUF);
-                loop {
-                    buf.clear();
-                    let (res, b) = stream.read(buf).await;
-                    buf = b;
-                    if !matches!(res, Ok(n) if n > 0) {
-                        return;
-                    }
-                    let (res, b) = stream.write_all(buf).await;
-                    buf = b;
-                    if res.is_err() {
-                        return;
-                    }
-                }
-            });
+            veloq::spawn(veloq_echo(stream));
         }
     })
+}
+
+/// veloq's echo of one connection: read up to `BUF` bytes, write them back,
+/// until the peer closes or an error.
+pub(crate) async fn veloq_echo(stream: veloq::net::TcpStream) {
+    let mut buf = Vec::with_capacity(BUF);
+    loop {
+        buf.clear();
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+        let (res, b) = stream.write_all(buf).await;
+        buf = b;
+        if res.is_err() {
+            return;
+        }
+    }
 }
 
 fn serve_tokio(ready: impl FnOnce(SocketAddr), ctl: Control) {

@@ -15,11 +15,10 @@
 //! shares the CPUs with the server, as it would on a real host. Rounds
 //! alternate the runtimes; every window starts a fresh server process.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
 use crate::client::{run_load, LoadSpec};
+use crate::echo::Server;
 use crate::opts::Opts;
 use crate::progress::Progress;
 use crate::report::Report;
@@ -31,42 +30,6 @@ const BUF: usize = 4096;
 const CONNS: usize = 64;
 /// Runtimes this scenario knows.
 pub const RUNTIMES: [&str; 3] = ["veloq", "tokio", "monoio"];
-
-/// A `serve-workers` process, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(runtime: &str, workers: usize) -> Result<Server, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
-            .args(["serve-workers", runtime, &workers.to_string()])
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn server: {e}"))?;
-        let out = child.stdout.take().ok_or("no server stdout")?;
-        let mut line = String::new();
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("{runtime} server did not start (said {line:?})"))?;
-        Ok(Server { child, addr })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The `serve-workers <runtime> <n>` entry point of the child process.
 pub fn serve_main(runtime: &str, workers: usize) -> Result<(), String> {
@@ -94,22 +57,7 @@ fn serve_veloq(workers: usize, ready: impl FnOnce(SocketAddr)) {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            veloq::spawn(async move {
-                let mut buf = Vec::with_capacity(BUF);
-                loop {
-                    buf.clear();
-                    let (res, b) = stream.read(buf).await;
-                    buf = b;
-                    if !matches!(res, Ok(n) if n > 0) {
-                        return;
-                    }
-                    let (res, b) = stream.write_all(buf).await;
-                    buf = b;
-                    if res.is_err() {
-                        return;
-                    }
-                }
-            });
+            veloq::spawn(crate::servers::veloq_echo(stream));
         }
     }
 
@@ -242,7 +190,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         for round in 1..=o.rounds {
             for rt in &runtimes {
                 progress.step(&format!("{tag}, round {round}, {rt}"));
-                let server = Server::start(rt, n)?;
+                let server = Server::spawn(&["serve-workers", rt, &n.to_string()], rt)?;
                 let spec = LoadSpec {
                     addr: server.addr,
                     conns: CONNS,
