@@ -103,6 +103,9 @@ const NOISE_RETRIES: usize = 8;
 const READ_EVENTS: u32 =
     (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
+/// Events after which no further edge need come (see `FdState::closed`).
+const CLOSE_EVENTS: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+
 /// Events that make a descriptor's write side worth trying.
 const WRITE_EVENTS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
@@ -154,7 +157,7 @@ impl EpollDriver {
                 self.eager_left -= 1;
                 self.complete(key, out);
                 let st = self.fds.get(fd);
-                if drained && st.stream {
+                if drained && st.stream && !st.closed {
                     st.side(dir).set_ready(false);
                 }
             }
@@ -197,7 +200,7 @@ impl EpollDriver {
                     self.fds.get(fd).side(dir).pop_front();
                     self.complete(key, out);
                     let st = self.fds.get(fd);
-                    if drained && st.stream {
+                    if drained && st.stream && !st.closed {
                         // Later waiters wait for the next edge.
                         st.side(dir).set_ready(false);
                         break;
@@ -220,8 +223,11 @@ impl EpollDriver {
             return;
         }
         let fd = ev.token as RawFd;
-        if !self.fds.existing(fd).is_some_and(|s| s.registered) {
+        let Some(st) = self.fds.existing(fd).filter(|s| s.registered) else {
             return;
+        };
+        if ev.events & CLOSE_EVENTS != 0 {
+            st.closed = true;
         }
         if ev.events & READ_EVENTS != 0 {
             self.run_side(fd, Dir::Read);

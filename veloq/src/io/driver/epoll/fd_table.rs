@@ -103,6 +103,11 @@ pub(crate) struct FdState {
     pub(crate) registered: bool,
     /// A stream (TCP) socket: short transfers drain a side.
     pub(crate) stream: bool,
+    /// An event reported the peer's close or an error (`EPOLLRDHUP`,
+    /// `EPOLLHUP`, `EPOLLERR`). Its edge is spent, and from now on a read
+    /// returns at once (end of stream or the error), so a short transfer
+    /// no longer means the side must wait for another edge.
+    pub(crate) closed: bool,
     read: Side,
     write: Side,
 }
@@ -147,6 +152,7 @@ impl FdTable {
         let st = self.get(fd);
         st.registered = registered;
         st.stream = stream;
+        st.closed = false;
         st.read.ready = true;
         st.write.ready = true;
     }

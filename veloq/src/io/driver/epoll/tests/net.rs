@@ -337,3 +337,66 @@ fn short_datagram_reads_do_not_wait_for_an_edge() {
         assert_eq!(&buf[..3], want);
     }
 }
+
+/// The peer's data and FIN arrive, and their edge is consumed before any
+/// read waits. A short read then drains the data; the next read must still
+/// see the end of stream, although no further edge will ever come.
+#[test]
+fn short_read_after_fin_edge_still_reaches_end_of_stream() {
+    let mut d = driver();
+    let (a, mut b) = tcp_pair(&mut d);
+    b.write_all(b"abcdef").unwrap();
+    b.shutdown(std::net::Shutdown::Write).unwrap();
+    drop(b);
+    // Consume the data + FIN edge with nobody waiting.
+    let start = Instant::now();
+    loop {
+        d.wait(Some(Duration::from_millis(20))).unwrap();
+        let mut probe = [0u8; 8];
+        // SAFETY: MSG_PEEK into a live stack buffer of the stated length.
+        let n = unsafe {
+            libc::recv(
+                a.as_raw_fd(),
+                probe.as_mut_ptr().cast(),
+                probe.len(),
+                libc::MSG_PEEK,
+            )
+        };
+        if n == 6 || start.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    d.wait(Some(Duration::from_millis(20))).unwrap();
+    let mut first = vec![0u8; 4];
+    assert_eq!(
+        {
+            let k = submit(&mut d, recv(a.as_raw_fd(), &mut first));
+            run(&mut d, k)
+        }
+        .res
+        .unwrap(),
+        4
+    );
+    let mut second = vec![0u8; 16];
+    // Short: 2 of 16 bytes, the data is drained.
+    assert_eq!(
+        {
+            let k = submit(&mut d, recv(a.as_raw_fd(), &mut second));
+            run(&mut d, k)
+        }
+        .res
+        .unwrap(),
+        2
+    );
+    let mut third = vec![0u8; 16];
+    assert_eq!(
+        {
+            let k = submit(&mut d, recv(a.as_raw_fd(), &mut third));
+            run(&mut d, k)
+        }
+        .res
+        .unwrap(),
+        0,
+        "end of stream after the data"
+    );
+}
