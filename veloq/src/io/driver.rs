@@ -44,6 +44,9 @@ pub(crate) mod op_registry;
 pub(crate) mod stable_slab;
 pub(crate) mod timer;
 
+#[cfg(test)]
+pub(crate) mod test_util;
+
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 

@@ -12,28 +12,15 @@ pub(super) use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 pub(super) use std::os::fd::AsRawFd;
 pub(super) use std::os::unix::fs::OpenOptionsExt;
 pub(super) use std::rc::Rc;
-pub(super) use std::sync::atomic::{AtomicUsize, Ordering};
-pub(super) use std::sync::Arc;
-pub(super) use std::task::{Context, Poll, Wake, Waker};
+pub(super) use std::sync::atomic::Ordering;
+pub(super) use std::task::{Context, Poll, Waker};
 pub(super) use std::time::{Duration, Instant};
 
 pub(super) use super::*;
 pub(super) use crate::io::driver::IntoPlatformOp;
 pub(super) use crate::io::op::{self, OpenFlags};
 
-pub(super) struct CountWake(AtomicUsize);
-
-impl Wake for CountWake {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-pub(super) fn counting_waker() -> (Arc<CountWake>, Waker) {
-    let count = Arc::new(CountWake(AtomicUsize::new(0)));
-    let waker = Waker::from(count.clone());
-    (count, waker)
-}
+pub(super) use crate::io::driver::test_util::counting_waker;
 
 pub(super) fn driver() -> EpollDriver {
     EpollDriver::new(&DriverConfig::default()).expect("epoll setup")

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -30,18 +30,7 @@ mod net;
 
 // ---- helpers ----------------------------------------------------------------
 
-struct CountWake(AtomicUsize);
-
-impl Wake for CountWake {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting_waker() -> (Arc<CountWake>, Waker) {
-    let count = Arc::new(CountWake(AtomicUsize::new(0)));
-    (count.clone(), Waker::from(count))
-}
+use crate::io::driver::test_util::counting_waker;
 
 fn driver() -> IocpDriver {
     IocpDriver::new(&DriverConfig::default()).expect("create IOCP driver")

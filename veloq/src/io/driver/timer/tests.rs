@@ -1,26 +1,13 @@
 //! Timer wheel tests: firing times, cancellation, cascades, stale keys.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::{TimerKey, TimerWheel};
 
-/// Counts wakes.
-#[derive(Default)]
-struct CountWaker(AtomicUsize);
-
-impl Wake for CountWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counter() -> (Arc<CountWaker>, Waker) {
-    let c = Arc::new(CountWaker::default());
-    (c.clone(), Waker::from(c))
-}
+use crate::io::driver::test_util::counting_waker as counter;
 
 /// Records its id into a shared log when woken.
 struct LogWaker {

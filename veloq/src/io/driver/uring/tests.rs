@@ -14,28 +14,14 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub(super) use super::*;
 use crate::io::driver::IntoPlatformOp;
 use crate::io::op::{self, OpenFlags};
 
-/// A waker that counts its wakes.
-pub(super) struct CountWake(AtomicUsize);
-
-impl Wake for CountWake {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-pub(super) fn counting_waker() -> (Arc<CountWake>, Waker) {
-    let count = Arc::new(CountWake(AtomicUsize::new(0)));
-    let waker = Waker::from(count.clone());
-    (count, waker)
-}
+pub(super) use crate::io::driver::test_util::counting_waker;
 
 pub(super) fn driver() -> UringDriver {
     UringDriver::new(&DriverConfig::default()).expect("io_uring setup")
