@@ -156,7 +156,6 @@ fn serve_tokio(ready: impl FnOnce(SocketAddr), ctl: Control) {
 
 #[cfg(target_os = "linux")]
 fn serve_monoio(ready: impl FnOnce(SocketAddr), ctl: Control) {
-    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .build()
         .expect("monoio runtime (io_uring)");
@@ -164,31 +163,36 @@ fn serve_monoio(ready: impl FnOnce(SocketAddr), ctl: Control) {
         let listener = monoio::net::TcpListener::bind(ADDR).expect("bind");
         ready(listener.local_addr().expect("local_addr"));
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             if ctl.stopping() {
                 return;
             }
             let _ = stream.set_nodelay(true);
-            monoio::spawn(async move {
-                let mut buf = Vec::with_capacity(BUF);
-                loop {
-                    buf.clear();
-                    let (res, b) = stream.read(buf).await;
-                    buf = b;
-                    if !matches!(res, Ok(n) if n > 0) {
-                        return;
-                    }
-                    let (res, b) = stream.write_all(buf).await;
-                    buf = b;
-                    if res.is_err() {
-                        return;
-                    }
-                }
-            });
+            monoio::spawn(monoio_echo(stream));
         }
     })
+}
+
+/// monoio's echo of one connection (the same loop as [`veloq_echo`]).
+#[cfg(target_os = "linux")]
+pub(crate) async fn monoio_echo(mut stream: monoio::net::TcpStream) {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    let mut buf = Vec::with_capacity(BUF);
+    loop {
+        buf.clear();
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+        let (res, b) = stream.write_all(buf).await;
+        buf = b;
+        if res.is_err() {
+            return;
+        }
+    }
 }
 
 fn serve_compio(ready: impl FnOnce(SocketAddr), ctl: Control) {

@@ -122,7 +122,6 @@ fn serve_tokio(workers: usize, ready: impl FnOnce(SocketAddr)) {
 }
 
 fn serve_monoio(workers: usize, ready: impl FnOnce(SocketAddr)) {
-    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     use monoio::net::{ListenerOpts, TcpListener};
 
     let opts = ListenerOpts::new().reuse_port(true);
@@ -142,26 +141,11 @@ fn serve_monoio(workers: usize, ready: impl FnOnce(SocketAddr)) {
                 tx.send(listener.local_addr().expect("local_addr"))
                     .expect("announce");
                 loop {
-                    let Ok((mut stream, _)) = listener.accept().await else {
+                    let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    monoio::spawn(async move {
-                        let mut buf = Vec::with_capacity(BUF);
-                        loop {
-                            buf.clear();
-                            let (res, b) = stream.read(buf).await;
-                            buf = b;
-                            if !matches!(res, Ok(n) if n > 0) {
-                                return;
-                            }
-                            let (res, b) = stream.write_all(buf).await;
-                            buf = b;
-                            if res.is_err() {
-                                return;
-                            }
-                        }
-                    });
+                    monoio::spawn(crate::servers::monoio_echo(stream));
                 }
             })
         }));
