@@ -195,11 +195,11 @@ fn timed_out_connect_is_cancelled() {
 }
 
 /// An accept that completed in the kernel but whose future is dropped
-/// before it was polled again: nobody will take the accepted socket, so the
-/// driver must close it (the peer sees the connection end) instead of
-/// leaking it.
+/// before it was polled again: the connection is handed to the listener's
+/// next `accept` (cancel-safe accept), not closed or leaked. Once the
+/// listener is dropped, a connection nobody took is closed.
 #[test]
-fn completed_accept_dropped_unpolled_closes_the_accepted_socket() {
+fn completed_accept_dropped_unpolled_goes_to_the_next_accept() {
     within(30, || {
         veloq::block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -216,9 +216,32 @@ fn completed_accept_dropped_unpolled_closes_the_accepted_socket() {
             // polls the accept future.
             sleep(Duration::from_millis(100)).await;
             drop(accept);
+            let (server, peer) = timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .expect("the next accept never got the connection")
+                .unwrap();
+            assert_eq!(peer, client.local_addr().unwrap());
+            let (res, _) = server.write_all(b"hi".to_vec()).await;
+            res.unwrap();
+            let (res, got) = client.read_exact(vec![0u8; 2]).await;
+            res.unwrap();
+            assert_eq!(&got, b"hi");
+
+            // A second orphaned connection that no accept takes is closed
+            // with the listener.
+            let mut accept = Box::pin(listener.accept());
+            std::future::poll_fn(|cx| {
+                assert!(accept.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            let client = TcpStream::connect(addr).await.unwrap();
+            sleep(Duration::from_millis(100)).await;
+            drop(accept);
+            drop(listener);
             let read = timeout(Duration::from_secs(5), client.read(vec![0u8; 16])).await;
             let (res, _) =
-                read.expect("the accepted socket was leaked: the peer never saw it close");
+                read.expect("the stashed socket was leaked: the peer never saw it close");
             match res {
                 Ok(0) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}

@@ -5,7 +5,9 @@ use std::io;
 use std::path::Path;
 
 use super::File;
-use crate::io::op::{Op, Open, OpenFlags};
+use crate::io::driver::op_registry::CancelHook;
+use crate::io::driver::KeepAlive;
+use crate::io::op::{Op, OpOutput, Open, OpenFlags};
 
 /// Permission bits of a newly created file on Unix, before the umask.
 const DEFAULT_MODE: u32 = 0o666;
@@ -102,7 +104,7 @@ impl OpenOptions {
             path: path.as_ref().to_path_buf(),
             flags,
         };
-        let (out, ()) = Op::submit(desc, ()).await;
+        let (out, ()) = Op::submit_with(desc, (), close_orphaned_open).await;
         let fd = out.res?;
         // SAFETY: a successful `Open` hands us a new handle that nothing
         // else owns; the driver keeps no reference to it.
@@ -112,26 +114,27 @@ impl OpenOptions {
     /// The flags, normalised, or `InvalidInput` for a combination std's
     /// `OpenOptions` would also refuse.
     fn checked(&self) -> io::Result<OpenFlags> {
-        let mut f = self.flags;
-        if !f.read && !f.write && !f.append {
-            return Err(invalid("no access mode: set read, write or append"));
-        }
-        if !f.write && !f.append && (f.truncate || f.create || f.create_new) {
-            return Err(invalid("truncate/create/create_new need write or append"));
-        }
-        if f.append && f.truncate && !f.create_new {
-            return Err(invalid("truncate and append together"));
-        }
-        if f.create_new {
-            f.create = false;
-            f.truncate = false;
-        }
-        Ok(f)
+        self.flags.validate()
     }
 }
 
-fn invalid(msg: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
+/// The hook of an open whose future was dropped: nobody will take the
+/// handle it may have opened, so it is closed.
+struct OrphanOpen;
+
+impl CancelHook for OrphanOpen {
+    fn completed(self: Box<Self>, out: OpOutput) {
+        if let Ok(fd) = out.res {
+            // SAFETY: a successful `Open` created this handle for the op
+            // alone, and its future is gone; this closes it once.
+            drop(unsafe { crate::sys::file_from_raw(fd as crate::sys::RawFd) });
+        }
+    }
+}
+
+/// [`Orphan`](crate::io::op::Orphan) of an open.
+fn close_orphaned_open((): ()) -> KeepAlive {
+    Box::new(OrphanOpen)
 }
 
 #[cfg(test)]

@@ -21,10 +21,15 @@
 //!    buffer, so neither may move or be freed until step 4.
 //! 3. `poll_op` returns `Pending` and records the waker until the completion
 //!    has been processed, then returns the [`OpOutput`] and frees the slot.
-//! 4. If the future is dropped first, `cancel` asks the kernel to stop the
-//!    op and hands the driver whatever must outlive it (the buffer). The
-//!    slot, and that keep-alive, are freed only when the kernel's completion
-//!    (normal or cancelled) arrives.
+//! 4. If the future is dropped first — wherever: the op holds its own
+//!    runtime's core, so the cancel always reaches the driver that owns the
+//!    slot — `cancel` asks the kernel to stop the op and takes a
+//!    [`KeepAlive`] hook: whatever must outlive the op (the buffer, the
+//!    descriptor's owner) and what to do with its real output. The slot is
+//!    freed when the kernel's completion (normal or cancelled) arrives; the
+//!    hook then gets the output (a read hands its bytes to the socket's
+//!    next read, an accept its connection to the next accept, an open
+//!    closes what it opened) and drops the keep-alive.
 //!
 //! A completion whose key does not match a live slot (stale generation) is
 //! ignored: it can never reach a slot that was reused.
@@ -56,21 +61,39 @@ pub(crate) mod epoll;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
 
+#[cfg(target_os = "linux")]
+mod eventfd;
+
 #[cfg(windows)]
 pub(crate) mod iocp;
 
-use std::any::Any;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use kind::DriverKind;
-pub(crate) use op_registry::OpKey;
+pub(crate) use op_registry::{KeepAlive, OpKey};
 pub(crate) use timer::TimerWheel;
 
 use crate::io::op::OpOutput;
 use crate::sys::RawFd;
+
+/// Drivers that leaked their in-flight memory on drop (see [`note_leaked_drain`]).
+static LEAKED_DRAINS: AtomicUsize = AtomicUsize::new(0);
+
+/// A driver being dropped could not drain (the kernel did not report every
+/// op within its limit) and leaked the op memory instead of freeing it.
+/// Ops whose futures outlive such a driver must leak their buffers too.
+pub(crate) fn note_leaked_drain() {
+    LEAKED_DRAINS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many driver drops leaked so far, process-wide.
+pub(crate) fn leaked_drains() -> usize {
+    LEAKED_DRAINS.load(Ordering::Relaxed)
+}
 
 /// The driver of this platform.
 #[cfg(target_os = "linux")]
@@ -169,8 +192,12 @@ pub(crate) trait Driver: Sized {
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput>;
 
     /// The op's future was dropped: cancel it in the kernel and keep
-    /// `keep_alive` (its buffer) alive until the completion arrives.
-    fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>);
+    /// `keep_alive` (its buffer and descriptor) alive until the completion
+    /// arrives, then hand it the op's real output (see
+    /// [`CancelHook`](op_registry::CancelHook)). A descriptor the op created
+    /// (accept, open) is the hook's to close or pass on, never the
+    /// driver's.
+    fn cancel(&mut self, key: OpKey, keep_alive: Option<KeepAlive>);
 
     /// Hands every queued submission to the kernel without waiting.
     // The executor submits through `wait`; driver tests and embedders that

@@ -2,24 +2,51 @@
 //! through the driver.
 //!
 //! A description names the handle, the raw memory and the arguments of one
-//! kernel operation. It holds raw pointers into a buffer that the [`Op`]
-//! future owns (the `keep` value); the future hands the buffer back with the
-//! result, or, if it is dropped first, gives it to the driver to keep alive
-//! until the kernel has finished with it.
+//! kernel operation. It holds raw pointers into a buffer, and the raw
+//! descriptor of a socket or file, that the [`Op`] future owns (the `keep`
+//! value: the buffer and a shared reference to the descriptor's owner). The
+//! future hands `keep` back with the result or, if it is dropped first,
+//! gives it to the driver to keep alive until the kernel has finished with
+//! it. So neither the memory nor the descriptor number can be freed or
+//! reused while the kernel may still act on them.
 //!
 //! Each backend implements [`IntoPlatformOp`] for every description.
+//!
+//! # The life of an op
+//!
+//! ```text
+//!                 first poll: Op::submit (current runtime, or panic)
+//!                        │ fails ─────────────────► Failed ──poll──► Ready(err)
+//!                        ▼
+//!   Submitted(key) ── poll on its own runtime ──► Pending (waker kept)
+//!        │                    completion processed ──poll──► Ready(output, keep)
+//!        │
+//!        └── dropped (anywhere: its runtime, another one, none) ─┐
+//!                                                                ▼
+//!   its own driver alive:  cancel(key, orphan(keep)) ── kernel lets go ──►
+//!                          hook(real output): bytes / connection to the
+//!                          socket's next read, then keep dropped
+//!   its driver drained:    keep dropped (the kernel is done with it)
+//!   its driver leaked:     keep leaked (the kernel may still write it)
+//! ```
+//!
+//! An op belongs to the runtime (worker) that submitted it, through the
+//! `Rc` it holds: it is `!Send`, and polling it under another runtime on
+//! the same thread panics with a message that says so.
 
-use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use crate::io::buf::IoBufMut;
-use crate::io::driver::{Driver, IntoPlatformOp, OpKey, PlatformDriver};
+use crate::io::driver::op_registry::KeepOnly;
+use crate::io::driver::{Driver, IntoPlatformOp, KeepAlive, OpKey, PlatformDriver};
 use crate::runtime::context;
+use crate::runtime::executor::Core;
 use crate::sys::RawFd;
 
 /// What a completed op reports.
@@ -144,6 +171,30 @@ pub(crate) struct OpenFlags {
     pub(crate) mode: u32,
 }
 
+impl OpenFlags {
+    /// The flags normalised (`create_new` overrides `create` and
+    /// `truncate`), or `InvalidInput` for a combination std's
+    /// `OpenOptions` also refuses. The one place these rules live: every
+    /// backend maps only validated flags.
+    pub(crate) fn validate(mut self) -> io::Result<OpenFlags> {
+        let invalid = |msg| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        if !self.read && !self.write && !self.append {
+            return invalid("open: no access mode: set read, write or append");
+        }
+        if !self.write && !self.append && (self.truncate || self.create || self.create_new) {
+            return invalid("open: truncate/create/create_new need write or append access");
+        }
+        if self.append && self.truncate && !self.create_new {
+            return invalid("open: truncate and append together");
+        }
+        if self.create_new {
+            self.create = false;
+            self.truncate = false;
+        }
+        Ok(self)
+    }
+}
+
 /// Open (or create) a file. The output is the new handle.
 pub(crate) struct Open {
     pub(crate) path: PathBuf,
@@ -187,38 +238,81 @@ enum State {
     Done,
 }
 
+/// Turns the keep-alive of a future dropped mid-flight into what the driver
+/// keeps until the completion comes (see [`CancelHook`](crate::io::driver::op_registry::CancelHook)).
+pub(crate) type Orphan<K> = fn(K) -> KeepAlive;
+
+/// The default [`Orphan`]: keep the value alive, then drop it.
+fn keep_only<K: 'static>(keep: K) -> KeepAlive {
+    Box::new(KeepOnly(keep))
+}
+
 /// A future for one in-flight op; resolves to the op's output and the value
-/// it kept alive (the buffer).
+/// it kept alive (the buffer and descriptor).
 ///
 /// Dropping it before completion cancels the op; `keep` then goes to the
-/// driver, which frees it when the kernel's completion arrives.
+/// op's own driver (see the module docs), whichever runtime is current.
 pub(crate) struct Op<K: 'static> {
+    /// The runtime the op was submitted to.
+    core: Rc<Core>,
     state: State,
     keep: Option<K>,
+    orphan: Orphan<K>,
 }
 
 impl<K: 'static> Op<K> {
     /// Submits `desc` to the current runtime's driver. `keep` is whatever the
-    /// kernel may touch through `desc`'s pointers (usually the buffer).
+    /// kernel may touch through `desc`'s pointers and descriptor; if the
+    /// future is dropped early it is kept until the completion, then
+    /// dropped.
     ///
     /// # Panics
     ///
     /// Outside a veloq runtime.
     pub(crate) fn submit<T: IntoPlatformOp<PlatformDriver>>(desc: T, keep: K) -> Op<K> {
-        let state = context::with_driver(|driver| {
+        Op::submit_with(desc, keep, keep_only::<K>)
+    }
+
+    /// As [`submit`](Op::submit); should the future be dropped early,
+    /// `orphan` turns `keep` into the hook that receives the op's real
+    /// output (a read hands its bytes on to the next read).
+    pub(crate) fn submit_with<T: IntoPlatformOp<PlatformDriver>>(
+        desc: T,
+        keep: K,
+        orphan: Orphan<K>,
+    ) -> Op<K> {
+        let core = context::current().unwrap_or_else(|| context::no_runtime());
+        if let Some(e) = core.driver_fault() {
+            // The driver failed hard: new ops fail; those in flight stay.
+            return Op {
+                core,
+                state: State::Failed(e),
+                keep: Some(keep),
+                orphan,
+            };
+        }
+        let submitted = core.with_driver(|driver| {
             let key = driver.reserve()?;
             driver.submit(key, desc.into_platform_op())?;
             Ok(key)
         });
-        let state = match state {
-            Ok(key) => State::Submitted(key),
-            Err(e) => State::Failed(e),
+        let state = match submitted {
+            Some(Ok(key)) => State::Submitted(key),
+            Some(Err(e)) => State::Failed(e),
+            None => State::Failed(driver_gone()),
         };
         Op {
+            core,
             state,
             keep: Some(keep),
+            orphan,
         }
     }
+}
+
+/// The error of an op whose runtime shut down before it could complete.
+fn driver_gone() -> io::Error {
+    io::Error::other("veloq: the runtime of this operation has shut down")
 }
 
 impl<K: 'static> Future for Op<K> {
@@ -233,7 +327,14 @@ impl<K: 'static> Future for Op<K> {
         // the driver); it turns `Done` once the output, and with it the
         // slot, has been taken.
         let out = if let State::Submitted(key) = this.state {
-            let out = ready!(context::with_driver(|driver| driver.poll_op(key, cx)));
+            context::assert_current(&this.core);
+            // A driver that is gone has drained: the kernel let go of the
+            // op, so `keep` may be handed back with an error.
+            let polled = this.core.with_driver(|driver| driver.poll_op(key, cx));
+            let out = ready!(polled.unwrap_or_else(|| Poll::Ready(OpOutput {
+                res: Err(driver_gone()),
+                addr: None,
+            })));
             this.state = State::Done;
             out
         } else {
@@ -261,10 +362,9 @@ fn unsafe_unpin<K>(op: Pin<&mut Op<K>>) -> &mut Op<K> {
 impl<K: 'static> Drop for Op<K> {
     fn drop(&mut self) {
         if let State::Submitted(key) = self.state {
-            let keep = self.keep.take().map(|k| Box::new(k) as Box<dyn Any>);
-            // A runtime that is already gone has drained its ops; there is
-            // nothing left to cancel then.
-            context::try_with_driver(|driver| driver.cancel(key, keep));
+            let keep = self.keep.take().map(self.orphan);
+            // Through the op's own driver, whichever runtime is current.
+            self.core.cancel_op(key, keep);
         }
     }
 }

@@ -4,17 +4,27 @@
 //!
 //! # Invariants
 //!
-//! - `fd` is `inner`'s raw handle; it was passed to `register_handle`
-//!   exactly once, when the `Socket` was built.
+//! - The descriptor is owned by a [`SocketInner`] behind an `Rc`; the
+//!   `Socket` holds one reference and every op naming the descriptor holds
+//!   another in its `keep`. The descriptor closes when the last reference
+//!   goes: after the `Socket` is dropped *and* every op on it has completed
+//!   (a cancelled op completes when the kernel reports it). So no op ever
+//!   runs on a descriptor number that was closed and reused.
+//! - `fd` is the raw handle; it was passed to `register_handle` exactly
+//!   once, when the `Socket` was built.
 //! - An op's description points into the buffer that its [`Op`] future
 //!   owns as `keep`, so the memory stays put (and alive) for as long as the
 //!   kernel may touch it, even if the future is dropped.
-//! - `!Send`/`!Sync` through `_not_send` (see the `net` module docs).
+//! - Receives and accepts go through the socket's [`Stash`] gate
+//!   (cancel-safe reads; see `stash`).
+//! - `!Send`/`!Sync` (the `Rc`; see the `net` module docs).
 
+use std::cell::{RefCell, RefMut};
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use socket2::{Domain, Protocol, SockAddr, Type};
 
@@ -24,11 +34,31 @@ use crate::io::op::{self, Op, Recv, Send};
 use crate::runtime::context;
 use crate::sys::{self, RawFd};
 
+use super::stash::{OrphanRecv, RecvKeep, Stash};
+
 /// A registered socket.
 pub(crate) struct Socket {
-    inner: socket2::Socket,
+    inner: Rc<SocketInner>,
+}
+
+/// What a socket and its in-flight ops share; see the module docs.
+pub(crate) struct SocketInner {
+    sock: socket2::Socket,
     fd: RawFd,
-    _not_send: PhantomData<*const ()>,
+    datagram: bool,
+    stash: RefCell<Stash>,
+}
+
+impl SocketInner {
+    /// The socket's stash of what cancelled reads took.
+    pub(crate) fn stash(&self) -> RefMut<'_, Stash> {
+        self.stash.borrow_mut()
+    }
+
+    /// Whether this is a datagram socket (a receive takes one datagram).
+    pub(crate) fn is_datagram(&self) -> bool {
+        self.datagram
+    }
 }
 
 /// Clamps a buffer length to what one op can carry.
@@ -69,36 +99,67 @@ impl Socket {
         let fd = sys::socket_fd(&inner);
         // On failure `inner` is dropped here, closing the socket.
         context::with_driver(|d| d.register_handle(fd))?;
+        let datagram = inner.r#type().is_ok_and(|t| t == Type::DGRAM);
         Ok(Socket {
-            inner,
-            fd,
-            _not_send: PhantomData,
+            inner: Rc::new(SocketInner {
+                sock: inner,
+                fd,
+                datagram,
+                stash: RefCell::default(),
+            }),
         })
     }
 
     /// Gives the socket2 socket back, leaving the driver (which keeps no
     /// state for a socket with no op in flight; on Windows the socket stays
     /// associated with this driver's completion port).
-    pub(crate) fn into_inner(self) -> socket2::Socket {
-        self.inner
+    ///
+    /// Where cancelled ops still hold the descriptor, the caller gets a
+    /// duplicate of it, and the original closes when they complete. Bytes a
+    /// cancelled read took that no read has received yet are dropped.
+    pub(crate) fn into_inner(self) -> io::Result<socket2::Socket> {
+        match Rc::try_unwrap(self.inner) {
+            Ok(inner) => Ok(inner.sock),
+            Err(shared) => shared.sock.try_clone(),
+        }
     }
 
     /// The socket2 socket, for synchronous option calls.
     pub(crate) fn inner(&self) -> &socket2::Socket {
-        &self.inner
+        &self.inner.sock
     }
 
     /// The raw handle the ops name.
     pub(crate) fn fd(&self) -> RawFd {
-        self.fd
+        self.inner.fd
+    }
+
+    /// A reference to the descriptor's owner, for an op's `keep`: the
+    /// descriptor stays open until the op is done with it.
+    pub(crate) fn shared(&self) -> Rc<SocketInner> {
+        self.inner.clone()
+    }
+
+    /// Waits while a cancelled read-like op of this socket is still in the
+    /// kernel (see `stash`), then runs `take` on the stash: `Some` is data
+    /// a cancelled op took, to be returned instead of a new op.
+    pub(crate) async fn take_stashed<R>(
+        &self,
+        take: impl FnOnce(&mut Stash) -> Option<R>,
+    ) -> Option<R> {
+        if !self.inner.stash().busy() {
+            return None;
+        }
+        poll_fn(|cx| self.inner.stash().poll_gate(cx)).await;
+        take(&mut self.inner.stash())
     }
 
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        to_std(self.inner.local_addr()?)
+        to_std(self.inner.sock.local_addr()?)
     }
 
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
-        to_std(self.inner.peer_addr()?)
+        to_std(self.inner.sock.peer_addr()?)
     }
 
     /// One receive into `buf[..bytes_total]`; marks the received bytes
@@ -147,18 +208,46 @@ impl Socket {
 
     /// Receives into `buf[off..bytes_total]` and marks `buf[..off + n]`
     /// initialised. `off <= bytes_total`, and `buf[..off]` is initialised.
+    ///
+    /// Cancel-safe: should the future be dropped, whatever the op already
+    /// received goes to the next receive (see `stash`).
     async fn recv_at<B: IoBufMut>(&self, mut buf: B, off: usize) -> BufResult<usize, B> {
         let total = buf.bytes_total();
         debug_assert!(off <= total);
+        let datagram = self.inner.datagram;
+        let stashed = self
+            .take_stashed(|stash| {
+                if datagram {
+                    stash.take_datagram(&mut buf).map(|(n, _)| n)
+                } else {
+                    stash.take_bytes(&mut buf, off)
+                }
+            })
+            .await;
+        if let Some(n) = stashed {
+            return (Ok(n), buf);
+        }
+        if total == off && !datagram {
+            // No room: nothing to read (as std's `read` of an empty
+            // buffer). A kernel receive of 0 bytes may wait for data
+            // instead; a datagram receive, though, must consume one.
+            return (Ok(0), buf);
+        }
         // `wrapping_add` stays inside the buffer because `off <= total`.
         let ptr = buf.stable_mut_ptr().wrapping_add(off);
         let len = op_len(total - off);
         let desc = Recv {
-            fd: self.fd,
+            fd: self.inner.fd,
             buf: ptr,
             len,
         };
-        let (out, mut buf) = Op::submit(desc, buf).await;
+        let keep = RecvKeep {
+            buf,
+            off,
+            sock: self.shared(),
+        };
+        let (out, keep) = Op::submit_with(desc, keep, OrphanRecv::orphan).await;
+        let mut buf = keep.buf;
         // SAFETY: the op read at most `len` bytes into `buf[off..]`, with
         // `off + len <= total`; the caller guarantees `buf[..off]` was
         // initialised.
@@ -173,18 +262,18 @@ impl Socket {
         // `wrapping_add` stays inside the buffer because `off <= init`.
         let ptr = buf.stable_ptr().wrapping_add(off);
         let desc = Send {
-            fd: self.fd,
+            fd: self.inner.fd,
             buf: ptr,
             len: op_len(init - off),
         };
-        let (out, buf) = Op::submit(desc, buf).await;
+        let (out, (buf, _)) = Op::submit(desc, (buf, self.shared())).await;
         (out.res, buf)
     }
 
     /// Formats the socket for the public types' `Debug` impls.
     pub(crate) fn fmt_debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct(name);
-        d.field("fd", &self.fd);
+        d.field("fd", &self.inner.fd);
         if let Ok(a) = self.local_addr() {
             d.field("local_addr", &a);
         }

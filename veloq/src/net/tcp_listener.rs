@@ -8,6 +8,7 @@ use socket2::{Protocol, SockAddr, Type};
 
 use super::addr;
 use super::socket::Socket;
+use super::stash::{OrphanAccept, Stash};
 use super::TcpStream;
 use crate::io::op::{Accept, Op};
 use crate::sys;
@@ -119,8 +120,9 @@ impl TcpListener {
     /// Waits for a connection; returns the connected stream and the peer's
     /// address.
     ///
-    /// Dropping the future cancels the accept; a connection the kernel had
-    /// already taken for it is closed by the driver.
+    /// Cancel-safe: dropping the future cancels the accept, and a
+    /// connection the kernel had already taken for it is handed to the
+    /// next `accept` (or `accept_std`) on this listener, never lost.
     ///
     /// ```no_run
     /// # veloq::block_on(async {
@@ -131,20 +133,29 @@ impl TcpListener {
     /// # }).unwrap();
     /// ```
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let desc = Accept {
-            fd: self.socket.fd(),
-            ipv6: self.ipv6,
-        };
-        let (out, ()) = Op::submit(desc, ()).await;
-        let fd = out.res?;
-        // SAFETY: a successful `Accept` hands us a new socket that nothing
-        // else owns; the driver keeps no reference to it.
-        let socket = unsafe { Socket::from_accepted(fd as sys::RawFd)? };
-        let peer = match out.addr {
+        let (fd, addr) = self.accept_raw().await?;
+        // SAFETY: `accept_raw` hands us a new socket that nothing else
+        // owns; the driver keeps no reference to it.
+        let socket = unsafe { Socket::from_accepted(fd)? };
+        let peer = match addr {
             Some(a) => a,
             None => socket.peer_addr()?,
         };
         Ok((TcpStream::from_socket(socket), peer))
+    }
+
+    /// One accepted connection, owned by the caller: a connection a
+    /// cancelled accept had taken, or a new one.
+    async fn accept_raw(&self) -> io::Result<(sys::RawFd, Option<SocketAddr>)> {
+        if let Some(conn) = self.socket.take_stashed(Stash::take_accepted).await {
+            return Ok(conn);
+        }
+        let desc = Accept {
+            fd: self.socket.fd(),
+            ipv6: self.ipv6,
+        };
+        let (out, _) = Op::submit_with(desc, self.socket.shared(), OrphanAccept::orphan).await;
+        Ok((out.res? as sys::RawFd, out.addr))
     }
 
     /// Waits for a connection and returns it as a `std` stream that belongs
@@ -179,16 +190,11 @@ impl TcpListener {
     ///
     /// Dropping the future cancels the accept, as for `accept`.
     pub async fn accept_std(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-        let desc = Accept {
-            fd: self.socket.fd(),
-            ipv6: self.ipv6,
-        };
-        let (out, ()) = Op::submit(desc, ()).await;
-        let fd = out.res?;
-        // SAFETY: a successful `Accept` hands us a new socket that nothing
-        // else owns; the driver keeps no reference to it.
-        let socket = unsafe { sys::socket_from_raw(fd as sys::RawFd) };
-        let peer = match out.addr {
+        let (fd, addr) = self.accept_raw().await?;
+        // SAFETY: `accept_raw` hands us a new socket that nothing else
+        // owns; the driver keeps no reference to it.
+        let socket = unsafe { sys::socket_from_raw(fd) };
+        let peer = match addr {
             Some(a) => a,
             None => super::socket::to_std(socket.peer_addr()?)?,
         };

@@ -9,6 +9,7 @@ use socket2::{Protocol, SockAddr, Type};
 
 use super::addr;
 use super::socket::{op_len, Socket};
+use super::stash::{OrphanRecv, RecvKeep};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::io::op::{self, Op, RecvFrom, SendTo};
 
@@ -73,20 +74,43 @@ impl UdpSocket {
             len: op_len(buf.bytes_init()),
             addr,
         };
-        let (out, buf) = Op::submit(desc, buf).await;
+        let (out, (buf, _)) = Op::submit(desc, (buf, self.socket.shared())).await;
         (out.res, buf)
     }
 
     /// Receives one datagram into `buf[..bytes_total]`; returns its length
     /// and source address. A datagram longer than the buffer is truncated.
+    ///
+    /// Cancel-safe: a datagram that a dropped `recv_from` (or `recv`) had
+    /// already received is returned by the next one.
     pub async fn recv_from<B: IoBufMut>(&self, mut buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let stashed = self
+            .socket
+            .take_stashed(|stash| stash.take_datagram(&mut buf))
+            .await;
+        if let Some((n, from)) = stashed {
+            return match from {
+                Some(from) => (Ok((n, from)), buf),
+                // Taken by a `recv`, which has no address to give.
+                None => match self.socket.peer_addr() {
+                    Ok(from) => (Ok((n, from)), buf),
+                    Err(e) => (Err(e), buf),
+                },
+            };
+        }
         let len = op_len(buf.bytes_total());
         let desc = RecvFrom {
             fd: self.socket.fd(),
             buf: buf.stable_mut_ptr(),
             len,
         };
-        let (out, mut buf) = Op::submit(desc, buf).await;
+        let keep = RecvKeep {
+            buf,
+            off: 0,
+            sock: self.socket.shared(),
+        };
+        let (out, keep) = Op::submit_with(desc, keep, OrphanRecv::orphan).await;
+        let mut buf = keep.buf;
         // SAFETY: the kernel wrote at most `len <= bytes_total` bytes of the
         // datagram at the start of the buffer.
         unsafe { op::mark_read(&out, &mut buf, 0, len) };
@@ -111,7 +135,8 @@ impl UdpSocket {
     }
 
     /// Receives one datagram from the connected address into
-    /// `buf[..bytes_total]`; returns its length.
+    /// `buf[..bytes_total]`; returns its length. Cancel-safe, as
+    /// [`recv_from`](Self::recv_from).
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.socket.recv(buf).await
     }

@@ -97,13 +97,37 @@ pub(crate) fn with_driver<R>(f: impl FnOnce(&mut PlatformDriver) -> R) -> R {
 
 #[cold]
 #[inline(never)]
-fn no_runtime() -> ! {
+pub(crate) fn no_runtime() -> ! {
     panic!("{NO_RUNTIME}")
+}
+
+/// Panics unless `core` is the current runtime: an op or timer is polled
+/// only by the runtime (worker) it belongs to.
+#[inline]
+pub(crate) fn assert_current(core: &Rc<Core>) {
+    if CURRENT.with(Cell::get) != Rc::as_ptr(core) {
+        wrong_runtime();
+    }
 }
 
 #[cold]
 #[inline(never)]
-fn driver_gone() -> ! {
+fn wrong_runtime() -> ! {
+    if CURRENT.with(Cell::get).is_null() {
+        panic!(
+            "veloq: an operation or timer was polled outside its runtime; poll it inside the \
+             block_on or task of the runtime (worker) that started it"
+        )
+    }
+    panic!(
+        "veloq: an operation or timer was polled on another runtime or worker than the one that \
+         started it; it belongs to its first runtime (worker) and must be polled there"
+    )
+}
+
+#[cold]
+#[inline(never)]
+pub(crate) fn driver_gone() -> ! {
     panic!("veloq: the runtime's I/O driver has already shut down")
 }
 

@@ -54,9 +54,10 @@
 //! assert_send::<veloq::JoinError>();
 //! ```
 
+pub(crate) mod blocking;
 mod builder;
 pub(crate) mod context;
-mod executor;
+pub(crate) mod executor;
 mod join;
 mod park;
 mod scheduler;

@@ -3,12 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::io::driver::timer::TimerKey;
 use crate::io::driver::Driver;
 use crate::runtime::context;
+use crate::runtime::executor::Core;
 
 /// Waits until `duration` has passed.
 ///
@@ -32,6 +34,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         state: State::Idle,
+        core: None,
     }
 }
 
@@ -47,7 +50,7 @@ pub(crate) fn far_future(now: Instant) -> Instant {
 enum State {
     /// No timer in the wheel yet (not polled since created or reset).
     Idle,
-    /// Waiting on this timer.
+    /// Waiting on this timer, in the wheel of `Sleep::core`.
     Waiting(TimerKey),
     /// Completed.
     Done,
@@ -57,10 +60,23 @@ enum State {
 ///
 /// The timer is put in the runtime's wheel on the first poll that has to
 /// wait, and taken out again when the `Sleep` is dropped or reset.
+///
+/// From then on the sleep belongs to that runtime (worker): it is `!Send`,
+/// polling it under another runtime on the same thread panics, and
+/// dropping it anywhere removes its timer from its own runtime's wheel,
+/// never another's.
+///
+/// ```compile_fail
+/// // `Sleep` (and so `Timeout` and `Interval`) cannot move to another thread:
+/// fn assert_send<T: Send>(_: T) {}
+/// assert_send(veloq::time::sleep(std::time::Duration::from_millis(1)));
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
     deadline: Instant,
     state: State,
+    /// The runtime whose wheel holds the timer; set on the first wait.
+    core: Option<Rc<Core>>,
 }
 
 impl Sleep {
@@ -87,7 +103,9 @@ impl Sleep {
     fn cancel_timer(&mut self) {
         if let State::Waiting(key) = std::mem::replace(&mut self.state, State::Idle) {
             // After its runtime is gone there is no wheel left to clean.
-            context::try_with_driver(|d| d.timers().remove(key));
+            if let Some(core) = &self.core {
+                core.with_driver_if_free(|d| d.timers().remove(key));
+            }
         }
     }
 }
@@ -105,11 +123,22 @@ impl Future for Sleep {
                     return Poll::Ready(());
                 }
                 let deadline = this.deadline;
-                let key = context::with_driver(|d| d.timers().insert(deadline, cx.waker()));
+                let core = match &this.core {
+                    Some(core) => {
+                        context::assert_current(core);
+                        core
+                    }
+                    None => this
+                        .core
+                        .insert(context::current().unwrap_or_else(|| context::no_runtime())),
+                };
+                let key = core
+                    .with_driver(|d| d.timers().insert(deadline, cx.waker()))
+                    .unwrap_or_else(|| context::driver_gone());
                 this.state = State::Waiting(key);
                 Poll::Pending
             }
-            State::Waiting(key) => match context::with_driver(|d| d.timers().poll(key, cx)) {
+            State::Waiting(key) => match this.poll_timer(key, cx) {
                 Poll::Ready(()) => {
                     this.state = State::Done;
                     Poll::Ready(())
@@ -117,6 +146,16 @@ impl Future for Sleep {
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+}
+
+impl Sleep {
+    /// Polls the timer in the wheel of the runtime it belongs to.
+    fn poll_timer(&self, key: TimerKey, cx: &mut Context<'_>) -> Poll<()> {
+        let core = self.core.as_ref().expect("a waiting sleep has its runtime");
+        context::assert_current(core);
+        core.with_driver(|d| d.timers().poll(key, cx))
+            .unwrap_or_else(|| context::driver_gone())
     }
 }
 

@@ -21,7 +21,6 @@
 //! again. Any other io_uring error (out of memory, too many open files)
 //! is reported, not papered over.
 
-use std::any::Any;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -29,7 +28,7 @@ use std::time::Duration;
 
 use super::epoll::{EpollDriver, EpollOp};
 use super::uring::{UringDriver, UringOp};
-use super::{Driver, DriverConfig, DriverKind, DriverStats, IntoPlatformOp, OpKey};
+use super::{Driver, DriverConfig, DriverKind, DriverStats, IntoPlatformOp, KeepAlive, OpKey};
 use super::{TimerWheel, WakeHandle};
 use crate::io::op::{self, OpOutput};
 use crate::sys::RawFd;
@@ -200,7 +199,7 @@ impl Driver for LinuxDriver {
         dispatch!(self, d => d.poll_op(key, cx))
     }
 
-    fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) {
+    fn cancel(&mut self, key: OpKey, keep_alive: Option<KeepAlive>) {
         dispatch!(self, d => d.cancel(key, keep_alive))
     }
 

@@ -29,12 +29,19 @@
 //! ```text
 //! reserve ─► in flight ──complete──► completed ──poll──► freed
 //!                │                      │
-//!              cancel                 cancel ──────────► freed
+//!              cancel                 cancel ──────────► freed, hook(output)
 //!                ▼
-//!            cancelled ──complete──► freed (op + keep-alive dropped)
+//!            cancelled ──complete──► freed, hook(output)
 //! ```
+//!
+//! A cancelled op's future has handed the registry a [`CancelHook`]: what
+//! the kernel may still touch (the buffer, the descriptor) plus what to do
+//! with the op's real output once the kernel lets go. The hook runs after
+//! the slot is freed, on the driver's thread, inside the driver call: it
+//! must not call back into the driver. Read-like hooks hand what the op
+//! already took (bytes, a datagram, a connection) to the next read on the
+//! same socket; the others just drop the keep-alive.
 
-use std::any::Any;
 use std::task::{Context, Poll, Waker};
 
 use super::stable_slab::{StableSlab, GENERATION_MASK};
@@ -68,6 +75,27 @@ impl OpKey {
     }
 }
 
+/// What a dropped op future leaves with the driver: the memory the kernel
+/// may still touch, and what to do with the op's output when it comes.
+pub(crate) trait CancelHook {
+    /// The cancelled op completed with `out` (or had completed before it
+    /// was cancelled). Runs on the driver's thread, inside a driver call,
+    /// after the op's slot was freed. Dropping `self` releases the
+    /// keep-alive.
+    fn completed(self: Box<Self>, out: OpOutput);
+}
+
+/// A plain keep-alive: dropped, with the output, when the cancelled op
+/// completes.
+pub(crate) struct KeepOnly<T>(pub(crate) T);
+
+impl<T> CancelHook for KeepOnly<T> {
+    fn completed(self: Box<Self>, _out: OpOutput) {}
+}
+
+/// The keep-alive type the registry stores for a cancelled op.
+pub(crate) type KeepAlive = Box<dyn CancelHook>;
+
 /// One in-flight op and what the driver knows about it.
 pub(crate) struct OpSlot<T> {
     /// The platform op, filled by `submit`. Its address is stable while the
@@ -76,18 +104,9 @@ pub(crate) struct OpSlot<T> {
     waker: Option<Waker>,
     output: Option<OpOutput>,
     cancelled: bool,
-    /// Memory the kernel may still touch after the future was dropped.
-    keep_alive: Option<Box<dyn Any>>,
-}
-
-impl<T> OpSlot<T> {
-    /// The output of a completed op nobody has polled yet. A driver reads it
-    /// on `cancel` to release what the output owns (an accepted socket, an
-    /// opened file) before the slot is freed.
-    #[cfg_attr(windows, allow(dead_code))] // read by the Linux drivers
-    pub(crate) fn output(&self) -> Option<&OpOutput> {
-        self.output.as_ref()
-    }
+    /// Memory the kernel may still touch after the future was dropped,
+    /// and what to do with the output.
+    keep_alive: Option<KeepAlive>,
 }
 
 /// What the driver must do after `cancel`.
@@ -165,7 +184,7 @@ impl<T> OpRegistry<T> {
             return false;
         };
         if slot.cancelled {
-            self.free(key);
+            self.finish_cancelled(key, output);
             return true;
         }
         slot.output = Some(output);
@@ -173,6 +192,18 @@ impl<T> OpRegistry<T> {
             waker.wake();
         }
         true
+    }
+
+    /// Frees the cancelled slot `key`, then hands `output` to its hook.
+    fn finish_cancelled(&mut self, key: OpKey, output: OpOutput) {
+        let hook = self.get_mut(key).and_then(|s| s.keep_alive.take());
+        // The slot (and the op in it) goes first: the hook may own memory
+        // the op pointed into.
+        self.free(key);
+        match hook {
+            Some(hook) => hook.completed(output),
+            None => drop(output),
+        }
     }
 
     /// As [`complete`](Self::complete) with one lookup: the output is made
@@ -194,8 +225,7 @@ impl<T> OpRegistry<T> {
         };
         let output = output(op, slot.cancelled);
         if slot.cancelled {
-            drop(output);
-            self.free(key);
+            self.finish_cancelled(key, output);
             return true;
         }
         slot.output = Some(output);
@@ -226,12 +256,18 @@ impl<T> OpRegistry<T> {
     }
 
     /// The op's future was dropped; see [`CancelAction`].
-    pub(crate) fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) -> CancelAction {
+    /// An op that had already completed hands its output to `keep_alive`
+    /// at once.
+    pub(crate) fn cancel(&mut self, key: OpKey, keep_alive: Option<KeepAlive>) -> CancelAction {
         let Some(slot) = self.get_mut(key) else {
             return CancelAction::Unknown;
         };
-        if slot.output.is_some() {
+        if let Some(output) = slot.output.take() {
             self.free(key);
+            match keep_alive {
+                Some(hook) => hook.completed(output),
+                None => drop(output),
+            }
             return CancelAction::Done;
         }
         slot.cancelled = true;
@@ -326,7 +362,7 @@ mod tests {
         let mut reg: OpRegistry<()> = OpRegistry::new();
         let key = reg.reserve();
         let buf = std::rc::Rc::new(vec![0u8; 8]);
-        let action = reg.cancel(key, Some(Box::new(buf.clone())));
+        let action = reg.cancel(key, Some(Box::new(KeepOnly(buf.clone()))));
         assert_eq!(action, CancelAction::CancelInKernel);
         assert_eq!(std::rc::Rc::strong_count(&buf), 2, "buffer kept alive");
         assert!(reg.complete(key, out(0)));
@@ -377,7 +413,7 @@ mod tests {
         reg.get_mut(key).unwrap().op = Some(1);
         let buf = std::rc::Rc::new(());
         assert_eq!(
-            reg.cancel(key, Some(Box::new(buf.clone()))),
+            reg.cancel(key, Some(Box::new(KeepOnly(buf.clone())))),
             CancelAction::CancelInKernel
         );
         assert!(reg.complete_with(key, |_, cancelled| {

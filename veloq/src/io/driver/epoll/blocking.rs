@@ -46,7 +46,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use super::wake::EpollWaker;
+use crate::io::driver::eventfd::EventFdWaker;
 use crate::io::driver::{OpKey, Unpark};
 use crate::io::op::OpenFlags;
 use crate::sys::RawFd;
@@ -87,11 +87,6 @@ pub(crate) enum BlockingOp {
 }
 
 impl BlockingOp {
-    /// Whether success yields a new descriptor.
-    pub(crate) fn opens(&self) -> bool {
-        matches!(self, BlockingOp::Open { .. })
-    }
-
     /// Runs the op (blocking).
     fn run(self) -> io::Result<usize> {
         match self {
@@ -242,7 +237,7 @@ struct Shared {
     state: Mutex<State>,
     cond: Condvar,
     done: Mutex<Vec<Done>>,
-    waker: Arc<EpollWaker>,
+    waker: Arc<EventFdWaker>,
     max_threads: usize,
     keep_alive: Duration,
 }
@@ -262,7 +257,7 @@ pub(crate) struct BlockingPool {
 impl BlockingPool {
     /// A pool of at most `max_threads` threads (at least one) that wakes
     /// the driver through `waker` when a job is done.
-    pub(crate) fn new(max_threads: usize, keep_alive: Duration, waker: Arc<EpollWaker>) -> Self {
+    pub(crate) fn new(max_threads: usize, keep_alive: Duration, waker: Arc<EventFdWaker>) -> Self {
         BlockingPool {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
@@ -388,7 +383,7 @@ mod tests {
 
     #[test]
     fn jobs_run_and_report_their_keys() {
-        let waker = EpollWaker::new().unwrap();
+        let waker = EventFdWaker::new(true).unwrap();
         let pool = BlockingPool::new(2, Duration::from_secs(1), waker);
         let mut reg: OpRegistry<()> = OpRegistry::new();
         let keys: Vec<OpKey> = (0..8).map(|_| reg.reserve()).collect();
@@ -414,7 +409,7 @@ mod tests {
 
     #[test]
     fn idle_threads_exit_after_keep_alive() {
-        let waker = EpollWaker::new().unwrap();
+        let waker = EventFdWaker::new(true).unwrap();
         let pool = BlockingPool::new(4, Duration::from_millis(20), waker);
         let mut reg: OpRegistry<()> = OpRegistry::new();
         pool.execute(Job::new(reg.reserve(), BlockingOp::Close { fd: -1 }));
@@ -431,7 +426,7 @@ mod tests {
 
     #[test]
     fn open_follows_std_rules() {
-        let waker = EpollWaker::new().unwrap();
+        let waker = EventFdWaker::new(true).unwrap();
         let pool = BlockingPool::new(1, Duration::from_secs(1), waker);
         let mut reg: OpRegistry<()> = OpRegistry::new();
         let missing = std::env::temp_dir().join(format!("veloq-missing-{}", std::process::id()));

@@ -44,6 +44,7 @@ impl Drop for EpollDriver {
         if self.in_pool > 0 {
             // A pool thread may still write into these slots' buffers:
             // leak them rather than free memory it can reach.
+            crate::io::driver::note_leaked_drain();
             mem::forget(mem::take(&mut self.registry));
         }
         self.release_deferred_pools(call);

@@ -39,9 +39,9 @@ pub(crate) enum EpollOp {
     Net(NetOp),
     /// A file op for the pool, not yet handed over.
     Blocking(BlockingOp),
-    /// Handed to the pool; `opens` says whether success yields a new
-    /// descriptor (which the driver closes if the op was cancelled).
-    InPool { opens: bool },
+    /// Handed to the pool. (A descriptor a cancelled open creates is
+    /// closed by the op's cancel hook, not by the driver.)
+    InPool,
 }
 
 /// A socket op; see the module docs.

@@ -224,6 +224,17 @@ impl TimerWheel {
         self.start.checked_add(Duration::from_millis(tick))
     }
 
+    /// When a driver's `wait(timeout)` starting at `now` must return at the
+    /// latest: the earlier of `now + timeout` and [`next_deadline`](Self::next_deadline);
+    /// `None` for no limit (a timeout too long for `Instant` is none).
+    pub(crate) fn wait_deadline(&self, now: Instant, timeout: Option<Duration>) -> Option<Instant> {
+        let timeout = timeout.and_then(|t| now.checked_add(t));
+        match (timeout, self.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Fires every timer due at `now` (cascading higher-level slots on the
     /// way), waking their wakers; returns how many fired.
     ///

@@ -49,8 +49,15 @@ impl UringDriver {
                 self.enter_until(Instant::now() + Duration::from_millis(50))
             };
             if res.is_err() {
+                // A refused submission skips the completion work: run it
+                // alone, and do not spin on an enter that keeps failing.
+                self.after_refusal();
                 std::thread::sleep(Duration::from_millis(1));
             }
+            // A hook's panic caught in here (the panic hook has reported
+            // it) is dropped with the driver rather than resumed: a panic
+            // out of the drop would skip the rest of the runtime's
+            // shutdown.
             self.reap();
         }
     }
@@ -104,6 +111,7 @@ impl Drop for UringDriver {
             // The kernel may still write into slots, keep-alives, the wake
             // buffer or timespecs: leak all of it (and the ring) rather
             // than free memory it can reach.
+            crate::io::driver::note_leaked_drain();
             std::mem::forget(std::mem::take(&mut self.registry));
             self.deadlines.leak();
         }

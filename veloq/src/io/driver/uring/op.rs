@@ -263,15 +263,6 @@ impl UringOp {
             addr,
         }
     }
-
-    /// The handle a successful completion created (`Accept`, `Open`): when
-    /// the op was cancelled nobody will take it, so the driver closes it.
-    pub(crate) fn created_fd(&self, res: i32) -> Option<RawFd> {
-        match self {
-            UringOp::Accept { .. } | UringOp::Open { .. } if res >= 0 => Some(res),
-            _ => None,
-        }
-    }
 }
 
 /// Decodes a kernel-written socket address (`None` for a family other than
@@ -290,34 +281,17 @@ fn decode_addr(storage: &SockAddrStorage, len: libc::socklen_t) -> Option<Socket
 }
 
 /// Maps `OpenFlags` to `open(2)` flags the way `std::fs::OpenOptions`
-/// does, always with `O_CLOEXEC`.
+/// does, always with `O_CLOEXEC`; `InvalidInput` for flags std refuses
+/// (see [`OpenFlags::validate`]).
 pub(crate) fn open_flags(f: &OpenFlags) -> io::Result<libc::c_int> {
-    let access = match (f.read, f.write, f.append) {
-        (true, false, false) => libc::O_RDONLY,
-        (false, true, false) => libc::O_WRONLY,
+    let f = f.validate()?;
+    let access = match (f.read, f.write || f.append, f.append) {
+        (_, _, true) if f.read => libc::O_RDWR | libc::O_APPEND,
+        (_, _, true) => libc::O_WRONLY | libc::O_APPEND,
         (true, true, false) => libc::O_RDWR,
-        (false, _, true) => libc::O_WRONLY | libc::O_APPEND,
-        (true, _, true) => libc::O_RDWR | libc::O_APPEND,
-        (false, false, false) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "open: neither read, write nor append access requested",
-            ))
-        }
+        (false, true, false) => libc::O_WRONLY,
+        (_, false, false) => libc::O_RDONLY,
     };
-    let writable = f.write || f.append;
-    if !writable && (f.truncate || f.create || f.create_new) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "open: create/truncate need write or append access",
-        ));
-    }
-    if f.append && f.truncate && !f.create_new {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "open: append and truncate together",
-        ));
-    }
     let creation = match (f.create, f.truncate, f.create_new) {
         (_, _, true) => libc::O_CREAT | libc::O_EXCL,
         (true, true, false) => libc::O_CREAT | libc::O_TRUNC,

@@ -2,6 +2,9 @@
 //! cross-thread wakes, timers and dropping the driver.
 
 use super::*;
+use crate::io::driver::op_registry::{CancelHook, KeepOnly};
+use crate::io::op::OpOutput;
+use std::cell::RefCell;
 
 #[test]
 fn file_ops_run_on_the_pool() {
@@ -96,6 +99,15 @@ fn file_ops_run_on_the_pool() {
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }
 
+/// A cancel hook that keeps the output it is handed.
+struct RecordOutput(Rc<RefCell<Option<OpOutput>>>);
+
+impl CancelHook for RecordOutput {
+    fn completed(self: Box<Self>, out: OpOutput) {
+        *self.0.borrow_mut() = Some(out);
+    }
+}
+
 #[test]
 fn cancelled_pool_op_is_freed_when_the_pool_reports_it() {
     let mut d = driver();
@@ -117,14 +129,14 @@ fn cancelled_pool_op_is_freed_when_the_pool_reports_it() {
         },
     );
     d.wait(Some(Duration::from_millis(20))).unwrap();
-    let keep = Rc::new(());
-    d.cancel(key, Some(Box::new(keep.clone())));
+    let keep = Rc::new(RefCell::new(None));
+    d.cancel(key, Some(Box::new(RecordOutput(keep.clone()))));
     d.wait(Some(Duration::from_millis(20))).unwrap();
     assert_eq!(Rc::strong_count(&keep), 2, "the pool still runs the op");
     assert_eq!(d.stats().in_flight, 1);
 
     // A writer lets the open finish; the driver then frees the slot and
-    // closes the descriptor nobody will take.
+    // hands the hook the descriptor nobody else will take.
     let writer = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -136,6 +148,10 @@ fn cancelled_pool_op_is_freed_when_the_pool_reports_it() {
         d.wait(Some(Duration::from_millis(20))).unwrap();
     }
     assert_eq!(d.stats().in_flight, 0);
+    let fd = keep.borrow_mut().take().expect("hook ran").res.unwrap();
+    // SAFETY: the hook got the descriptor the cancelled open created;
+    // nothing else owns it.
+    unsafe { libc::close(fd as RawFd) };
     // The reader was closed: writing now finds no reader.
     let mut writer = writer;
     let err = writer.write_all(b"x").unwrap_err();
@@ -196,7 +212,7 @@ fn drop_waits_for_pool_ops_and_frees_socket_ops() {
             len: 8,
         },
     );
-    d.cancel(key, Some(Box::new(net_buf.clone())));
+    d.cancel(key, Some(Box::new(KeepOnly(net_buf.clone()))));
     let file_buf = Rc::new(vec![0u8; 8]);
     let file = std::fs::File::open("/proc/self/stat").unwrap();
     let key = submit(
@@ -209,7 +225,7 @@ fn drop_waits_for_pool_ops_and_frees_socket_ops() {
             fixed: None,
         },
     );
-    d.cancel(key, Some(Box::new(file_buf.clone())));
+    d.cancel(key, Some(Box::new(KeepOnly(file_buf.clone()))));
     let mut waiting = vec![0u8; 8];
     let _pending = submit(&mut d, recv(a.as_raw_fd(), &mut waiting));
     drop(d);

@@ -2,6 +2,7 @@
 //! cancellation of waiting ops.
 
 use super::*;
+use crate::io::driver::op_registry::KeepOnly;
 
 #[test]
 fn registered_sockets_become_non_blocking() {
@@ -99,7 +100,7 @@ fn cancelled_recv_frees_its_buffer_at_once_and_consumes_nothing() {
             len: 8,
         },
     );
-    d.cancel(key, Some(Box::new(buf.clone())));
+    d.cancel(key, Some(Box::new(KeepOnly(buf.clone()))));
     assert_eq!(
         Rc::strong_count(&buf),
         1,
@@ -292,7 +293,7 @@ fn cancelled_deferred_op_is_never_run() {
     assert_eq!(received, EAGER_BUDGET);
     let key = send_to(&mut d);
     let keep = Rc::new(());
-    d.cancel(key, Some(Box::new(keep.clone())));
+    d.cancel(key, Some(Box::new(KeepOnly(keep.clone()))));
     assert_eq!(Rc::strong_count(&keep), 1, "freed at once");
     d.wait(Some(Duration::from_millis(20))).unwrap();
     assert!(b.recv(&mut drain).is_err(), "the cancelled send never ran");

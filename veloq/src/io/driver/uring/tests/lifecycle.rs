@@ -2,6 +2,7 @@
 //! with ops in flight.
 
 use super::*;
+use crate::io::driver::op_registry::KeepOnly;
 
 #[test]
 fn cancel_of_a_pending_recv_frees_the_keep_alive_once() {
@@ -19,7 +20,7 @@ fn cancel_of_a_pending_recv_frees_the_keep_alive_once() {
     );
     d.wait(Some(Duration::ZERO)).unwrap();
     assert_eq!(d.stats().in_flight, 1);
-    d.cancel(key, Some(Box::new(buf.clone())));
+    d.cancel(key, Some(Box::new(KeepOnly(buf.clone()))));
     assert_eq!(
         Rc::strong_count(&buf),
         2,
@@ -41,7 +42,7 @@ fn cancel_after_completion_frees_at_once() {
     let key = submit(&mut d, write_at(f.fd(), &data, 0, None));
     wait_until(&mut d, |d| d.stats().in_flight == 0);
     let keep = Rc::new(());
-    d.cancel(key, Some(Box::new(keep.clone())));
+    d.cancel(key, Some(Box::new(KeepOnly(keep.clone()))));
     assert_eq!(Rc::strong_count(&keep), 1);
     assert!(d.registry.is_empty());
 }
@@ -88,7 +89,10 @@ fn drop_with_reads_in_flight_drains() {
     // Cancel the first N (their futures "dropped"): the cancels are only
     // queued when the driver goes away.
     for (key, buf) in keys.into_iter().zip(bufs.iter_mut()) {
-        d.cancel(key, Some(Box::new((keep.clone(), std::mem::take(buf)))));
+        d.cancel(
+            key,
+            Some(Box::new(KeepOnly((keep.clone(), std::mem::take(buf))))),
+        );
     }
     assert_eq!(Rc::strong_count(&keep), N + 1);
     let start = Instant::now();
@@ -135,7 +139,7 @@ fn stale_completions_are_ignored() {
     let (_, waker) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     assert!(d.poll_op(new, &mut cx).is_pending(), "new op untouched");
-    d.cancel(new, Some(Box::new(buf)));
+    d.cancel(new, Some(Box::new(KeepOnly(buf))));
     wait_until(&mut d, |d| d.registry.is_empty());
 }
 

@@ -1,0 +1,232 @@
+//! Cancel-safe reads: what a cancelled read-like op had already taken from
+//! a socket, kept for the next read on the same socket.
+//!
+//! A receive whose future is dropped may still complete with data: the
+//! kernel had filled the buffer before the cancel reached it (io_uring,
+//! IOCP), or the completion was processed but never polled (every driver).
+//! Those bytes are gone from the socket, so dropping them would lose them.
+//! Instead the op's hook ([`OrphanRecv`], [`OrphanAccept`]) puts what it
+//! took here, and the socket's next `read`/`recv`/`recv_from`/`accept`
+//! takes it before asking the kernel again.
+//!
+//! # Order
+//!
+//! While a cancelled ("orphaned") read-like op is still in the kernel, a
+//! new read of the same kind waits at the gate ([`Stash::poll_gate`])
+//! until the orphan has completed and its data is stashed, so data is
+//! handed out in the order the socket received it. With no orphan and an
+//! empty stash, the gate costs one `RefCell` check.
+//!
+//! # Invariants
+//!
+//! - `orphans` counts live orphan hooks of this socket: each increments it
+//!   when made and decrements it when dropped (after stashing, or without,
+//!   when the driver drained or failed the op), then wakes the gate.
+//! - Stashed accepted sockets are owned here: dropping the stash closes
+//!   them.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use super::socket::SocketInner;
+use crate::buf::IoBufMut;
+use crate::io::driver::op_registry::CancelHook;
+use crate::io::op::OpOutput;
+use crate::sys::{self, RawFd};
+
+/// What one socket's cancelled reads left behind; see the module docs.
+#[derive(Default)]
+pub(crate) struct Stash {
+    /// Orphaned read-like ops still in the kernel.
+    orphans: usize,
+    /// Stream bytes, oldest first.
+    bytes: VecDeque<u8>,
+    /// Whole datagrams (datagram sockets), oldest first.
+    datagrams: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
+    /// Accepted connections (listeners), oldest first; owned.
+    accepted: VecDeque<(RawFd, Option<SocketAddr>)>,
+    /// Reads waiting at the gate.
+    waiters: Vec<Waker>,
+}
+
+impl Stash {
+    /// Whether a new read must go through the gate (or take stashed data).
+    #[inline]
+    pub(crate) fn busy(&self) -> bool {
+        self.orphans > 0
+            || !self.bytes.is_empty()
+            || !self.datagrams.is_empty()
+            || !self.accepted.is_empty()
+    }
+
+    /// Ready once no orphan is in the kernel or data is stashed.
+    pub(crate) fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let has_data =
+            !self.bytes.is_empty() || !self.datagrams.is_empty() || !self.accepted.is_empty();
+        if self.orphans == 0 || has_data {
+            return Poll::Ready(());
+        }
+        if !self.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            self.waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Moves stashed stream bytes into `buf[off..bytes_total]`; returns
+    /// how many, or `None` when nothing is stashed.
+    pub(crate) fn take_bytes<B: IoBufMut>(&mut self, buf: &mut B, off: usize) -> Option<usize> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let room = buf.bytes_total() - off;
+        let n = room.min(self.bytes.len());
+        let dst = buf.stable_mut_ptr().wrapping_add(off);
+        for (i, b) in self.bytes.drain(..n).enumerate() {
+            // SAFETY: `off + i < off + n <= bytes_total`, inside the
+            // buffer's allocation, which `buf` borrows mutably.
+            unsafe { dst.add(i).write(b) };
+        }
+        // SAFETY: `buf[..off]` was initialised (the caller's contract) and
+        // `buf[off..off + n]` was just written.
+        unsafe { buf.set_init(off + n) };
+        Some(n)
+    }
+
+    /// Moves the oldest stashed datagram into `buf` (cut to its size, as
+    /// the kernel does); returns its length and source.
+    pub(crate) fn take_datagram<B: IoBufMut>(
+        &mut self,
+        buf: &mut B,
+    ) -> Option<(usize, Option<SocketAddr>)> {
+        let (data, addr) = self.datagrams.pop_front()?;
+        let n = buf.bytes_total().min(data.len());
+        // SAFETY: `n <= bytes_total`, inside `buf`'s allocation; the source
+        // is a separate Vec.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), buf.stable_mut_ptr(), n);
+            buf.set_init(n);
+        }
+        Some((n, addr))
+    }
+
+    /// The oldest stashed connection, now owned by the caller.
+    pub(crate) fn take_accepted(&mut self) -> Option<(RawFd, Option<SocketAddr>)> {
+        self.accepted.pop_front()
+    }
+
+    fn wake_all(&mut self) {
+        for w in self.waiters.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Stash {
+    fn drop(&mut self) {
+        for (fd, _) in self.accepted.drain(..) {
+            // SAFETY: a stashed connection is owned by the stash alone
+            // (module invariants); this closes it once.
+            drop(unsafe { sys::socket_from_raw(fd) });
+        }
+    }
+}
+
+/// Counts one orphan of `sock` for as long as it lives.
+struct OrphanGuard(Rc<SocketInner>);
+
+impl OrphanGuard {
+    fn new(sock: Rc<SocketInner>) -> OrphanGuard {
+        sock.stash().orphans += 1;
+        OrphanGuard(sock)
+    }
+
+    fn stash(&self) -> std::cell::RefMut<'_, Stash> {
+        self.0.stash()
+    }
+}
+
+impl Drop for OrphanGuard {
+    fn drop(&mut self) {
+        let mut stash = self.0.stash();
+        stash.orphans -= 1;
+        stash.wake_all();
+    }
+}
+
+/// The keep-alive of a receive (`Recv`, `RecvFrom`): the buffer, where the
+/// kernel writes into it, and the socket.
+pub(crate) struct RecvKeep<B> {
+    pub(crate) buf: B,
+    pub(crate) off: usize,
+    pub(crate) sock: Rc<SocketInner>,
+}
+
+/// The hook of a receive whose future was dropped; see the module docs.
+pub(crate) struct OrphanRecv<B> {
+    buf: B,
+    off: usize,
+    guard: OrphanGuard,
+}
+
+impl<B: IoBufMut> OrphanRecv<B> {
+    /// [`Orphan`](crate::io::op::Orphan) of a receive.
+    pub(crate) fn orphan(keep: RecvKeep<B>) -> Box<dyn CancelHook> {
+        Box::new(OrphanRecv {
+            buf: keep.buf,
+            off: keep.off,
+            guard: OrphanGuard::new(keep.sock),
+        })
+    }
+}
+
+impl<B: IoBufMut> CancelHook for OrphanRecv<B> {
+    fn completed(mut self: Box<Self>, out: OpOutput) {
+        let Ok(n) = out.res else { return };
+        let datagram = self.guard.0.is_datagram();
+        // End of stream is not data: the next read sees it again.
+        if n == 0 && !datagram {
+            return;
+        }
+        let room = self.buf.bytes_total().saturating_sub(self.off);
+        let n = n.min(room);
+        // SAFETY: the kernel wrote `n` bytes at `buf[off..]` (a receive
+        // never reports more than it was given room for) and has let go of
+        // the buffer: its completion is being processed.
+        let data =
+            unsafe { std::slice::from_raw_parts(self.buf.stable_mut_ptr().add(self.off), n) };
+        let mut stash = self.guard.stash();
+        if datagram {
+            stash.datagrams.push_back((data.to_vec(), out.addr));
+        } else {
+            stash.bytes.extend(data);
+        }
+    }
+}
+
+/// The hook of an accept whose future was dropped: a connection it took
+/// goes to the listener's next accept.
+pub(crate) struct OrphanAccept {
+    guard: OrphanGuard,
+}
+
+impl OrphanAccept {
+    /// [`Orphan`](crate::io::op::Orphan) of an accept.
+    pub(crate) fn orphan(listener: Rc<SocketInner>) -> Box<dyn CancelHook> {
+        Box::new(OrphanAccept {
+            guard: OrphanGuard::new(listener),
+        })
+    }
+}
+
+impl CancelHook for OrphanAccept {
+    fn completed(self: Box<Self>, out: OpOutput) {
+        if let Ok(fd) = out.res {
+            self.guard
+                .stash()
+                .accepted
+                .push_back((fd as RawFd, out.addr));
+        }
+    }
+}
