@@ -1,20 +1,54 @@
 //! The Windows driver: I/O completion ports.
 //!
 //! `IocpDriver` posts each op to the kernel with an `OVERLAPPED` that lives
-//! inside the op (`iocp/op.rs`), the op inside a slot of the driver's
-//! [`OpRegistry`] (a `StableSlab`, so the address never moves), and waits
-//! for completions on one port with `GetQueuedCompletionStatusEx`, up to
-//! `DriverConfig::entries` packets per call.
+//! inside the op (`iocp/op.rs`), and waits for completions on one port with
+//! `GetQueuedCompletionStatusEx`, up to `DriverConfig::entries` packets per
+//! call.
 //!
 //! # Modules
 //!
 //! - `op`: `IocpOp` (header + vtable + payload union), `define_iocp_ops!`.
+//! - `store`: `OpStore`, the raw-pointer-only memory ops live in.
 //! - `submit`: `submit_*` / `complete_*` per op type.
 //! - `blocking`: the bounded pool for open/close/flush/allocate.
 //! - `ext`: `AcceptEx`, `ConnectEx`, `GetAcceptExSockaddrs`, RIO detection.
 //! - `port`: the port handle, completion keys and the cross-thread wake.
 //! - `error`: Win32/Winsock codes → `io::Error`.
 //! - `sockaddr`: IP socket addresses as Winsock reads and writes them.
+//!
+//! # Where an op lives, and who may touch it
+//!
+//! The [`OpRegistry`] slot of an op holds its metadata — waker, output,
+//! cancel flag, keep-alive — and an `OpRef`: a pointer to the op's cell in
+//! the driver's `OpStore` (pages allocated once, never moved). The op's
+//! bytes are never inside a registry slot, so the `&mut OpSlot` the
+//! registry hands out never covers memory the kernel writes.
+//!
+//! ```text
+//! IocpOp built ─submit─► moved into an OpStore cell (OpRef in the slot)
+//!   ├─ Err: nothing in flight ─────────────────────────► slot + op freed
+//!   ├─ Ready / Immediate (skip-on-success) ─► Completed ─► output stored
+//!   └─ InKernel / Offloaded ─ one packet dequeued ─► Completed ─► output
+//!         (raw pointer only)                          (&mut allowed)
+//! output stored ─poll─► handed out, slot + op freed
+//! cancelled slot ─packet─► slot + op freed, hook(output)
+//! ```
+//!
+//! Invariants:
+//!
+//! - While an op is `InKernel` or `Offloaded`, Rust code reaches it only
+//!   through the `*mut IocpOp` its `OpRef` holds, reading or writing the
+//!   fields that the kernel and the pool never write (`state`, `user_data`,
+//!   `handle`) and taking field addresses for the kernel (`CancelIoEx`,
+//!   the `submit_*` calls). No reference covers its `OVERLAPPED`, its
+//!   payload or `header.blocking` then.
+//! - An op's cell is freed (and reused) only by `OpRef::drop`, which aborts
+//!   on an in-flight op; the registry frees a slot of an in-flight op only
+//!   after its packet was processed. So the `OVERLAPPED*` in a dequeued
+//!   packet always points at a live op.
+//! - The packet orders the kernel's (or the pool's) writes before the
+//!   driver's reads: after dequeuing it, the driver is the op's only user,
+//!   marks it `Completed` and may use `&mut IocpOp`.
 //!
 //! # One packet per op
 //!
@@ -39,11 +73,24 @@
 //! `GetQueuedCompletionStatusEx` call; ops finished inside `submit` are
 //! counted apart (`immediate_completions`).
 //!
+//! # Outputs and handles
+//!
+//! A completion's output is made the same way whether or not the op was
+//! cancelled: the bytes a cancelled receive got, the socket and peer
+//! address of a cancelled accept. An op the kernel aborted reports
+//! `ERROR_OPERATION_ABORTED`, an error, even a send that moved some bytes
+//! before the abort (its status is the abort's). When an
+//! accept or open succeeds, the driver moves its handle from the op into
+//! the output at that moment (`IocpOp::disown`, in `process` and in the
+//! immediate path of `submit`): the op's future, or a cancelled op's hook,
+//! then owns it. A failed accept's pre-created socket stays with the op,
+//! which closes it.
+//!
 //! # Cancellation
 //!
-//! `cancel` marks the slot cancelled (the registry takes the buffer as a
-//! keep-alive) and calls `CancelIoEx(handle, overlapped)` for an op in the
-//! kernel. Whatever happens next, the op's one packet still arrives:
+//! `cancel` marks the slot cancelled (the registry keeps the hook, which
+//! holds the buffer) and calls `CancelIoEx(handle, overlapped)` for an op
+//! in the kernel. Whatever happens next, the op's one packet still arrives:
 //!
 //! - not yet done: the kernel aborts it, the packet says
 //!   `ERROR_OPERATION_ABORTED`;
@@ -51,18 +98,28 @@
 //!   `ERROR_NOT_FOUND`): the packet is the normal one;
 //! - done partly (bytes moved before the abort): the packet carries them.
 //!
-//! In every case the packet frees the slot, the op and the keep-alive —
-//! and an accepted socket or opened file the op owned is closed, never
-//! leaked. An offloaded op cannot be cancelled; its packet comes when the
-//! pool thread finishes. An op already completed (packet processed, output
-//! not yet taken) is freed at once.
+//! In every case the packet frees the slot and the op, then hands the
+//! output to the hook. An offloaded op cannot be cancelled; its packet
+//! comes when the pool thread finishes. An op already completed (packet
+//! processed, output not yet taken) gives its output to the hook at once.
+//!
+//! # Panics in wakers and hooks
+//!
+//! Storing an output wakes the op's task, and finishing a cancelled op runs
+//! its hook; both are code outside the driver and may panic. Each packet of
+//! a batch is processed under `catch_unwind`, after the driver's own state
+//! for it is settled, so a panic loses no other packet of the batch: the
+//! first panic is re-raised once the whole batch is processed.
 //!
 //! # Drop
 //!
-//! Dropping the driver cancels every op still in flight and keeps
-//! dequeuing until each has produced its packet; only then is any op
-//! memory freed. If the port itself fails (it cannot, short of a kernel
-//! bug) the op memory is leaked rather than freed under the kernel.
+//! Dropping the driver cancels every op (an unread output's handle is
+//! closed), then dequeues until each in-flight op has produced its packet,
+//! at most [`DRAIN_LIMIT`]; only then is op memory freed. If the limit
+//! passes (or the port fails) with ops still in flight, the kernel or a
+//! pool thread may still write them: the op store, the registry (with the
+//! keep-alives) and the pool are leaked, never freed, and one line says so
+//! on stderr.
 
 mod blocking;
 mod error;
@@ -70,6 +127,7 @@ mod ext;
 mod op;
 mod port;
 mod sockaddr;
+mod store;
 mod submit;
 
 #[cfg(test)]
@@ -79,6 +137,8 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::io;
 use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::{self, addr_of, NonNull};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -99,20 +159,31 @@ use windows_sys::Win32::System::IO::{
 use self::blocking::{BlockingPool, OffloadJob};
 use self::error::{last_error, last_wsa_error};
 pub(crate) use self::op::IocpOp;
-use self::op::{OpState, OverlappedEntry};
+use self::op::{close_owned, OpState, OverlappedEntry};
 use self::port::{Port, PortWaker, KEY_IO, KEY_OFFLOAD, KEY_WAKE};
+use self::store::{OpRef, OpStore};
 use self::submit::SubmissionResult;
 use super::op_registry::{CancelAction, OpRegistry};
-use super::{Driver, DriverConfig, DriverStats, OpKey, TimerWheel, WakeHandle};
+use super::{Driver, DriverConfig, DriverStats, KeepAlive, OpKey, TimerWheel, WakeHandle};
 use crate::io::op::OpOutput;
 use crate::sys::RawFd;
+
+/// How long a dropping driver waits for the packets of the ops it
+/// cancelled before it leaks their memory instead.
+pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// A panic caught while a batch of packets was processed.
+type PanicPayload = Box<dyn Any + Send + 'static>;
 
 /// The IOCP driver; see the module docs.
 pub(crate) struct IocpDriver {
     port: Arc<Port>,
-    /// In-flight ops. `ManuallyDrop` so that `Drop` can leak them if the
-    /// port ever fails while the kernel still holds pointers into them.
-    ops: ManuallyDrop<OpRegistry<IocpOp>>,
+    /// Op metadata by key; each live slot's `OpRef` owns an op in `store`.
+    /// `ManuallyDrop` so that `Drop` can leak it (with the keep-alives) if
+    /// ops are still in flight when the drain gives up.
+    ops: ManuallyDrop<OpRegistry<OpRef>>,
+    /// The memory ops live in; freed after `ops` in `Drop`, or leaked.
+    store: NonNull<OpStore>,
     pool: ManuallyDrop<BlockingPool<OffloadJob>>,
     wheel: TimerWheel,
     waker: Arc<PortWaker>,
@@ -129,6 +200,9 @@ pub(crate) struct IocpDriver {
     no_skip: HashSet<RawFd>,
     /// Whether Registered I/O is available (detected, not used yet).
     rio: bool,
+    /// How long `Drop` waits for in-flight ops ([`DRAIN_LIMIT`]; tests
+    /// shorten it).
+    drain_limit: Duration,
 }
 
 impl IocpDriver {
@@ -159,8 +233,26 @@ impl IocpDriver {
     }
 
     /// One `GetQueuedCompletionStatusEx` call waiting at most `timeout_ms`,
-    /// then processes what it returned. Returns the packets dequeued.
+    /// then processes what it returned. Returns the packets dequeued. A
+    /// panic of a waker or hook is re-raised after the whole batch.
     fn dequeue(&mut self, timeout_ms: u32) -> io::Result<usize> {
+        let mut caught = None;
+        let res = self.dequeue_batch(timeout_ms, &mut caught);
+        if let Some(payload) = caught {
+            panic::resume_unwind(payload);
+        }
+        res
+    }
+
+    /// As [`dequeue`](Self::dequeue), but a panic while a packet is
+    /// processed is caught and kept in `caught` (the first one; later ones
+    /// are dropped), and every other packet of the batch is still
+    /// processed.
+    fn dequeue_batch(
+        &mut self,
+        timeout_ms: u32,
+        caught: &mut Option<PanicPayload>,
+    ) -> io::Result<usize> {
         let mut removed = 0u32;
         // SAFETY: `entries` has `len` writable OVERLAPPED_ENTRYs; the port
         // is open while `self` lives.
@@ -187,69 +279,140 @@ impl IocpDriver {
         self.max_batch = self.max_batch.max(n);
         for i in 0..n {
             let entry = self.entries[i];
-            self.process(&entry);
+            // Unwind safety: user code (a waker, a cancel hook) runs only
+            // at the end of `process`, after the op is marked `Completed`,
+            // counted out of `in_flight` and settled in the registry
+            // (output stored, or slot freed): a panic there leaves the
+            // driver consistent.
+            let res = panic::catch_unwind(AssertUnwindSafe(|| self.process(&entry)));
+            if let Err(payload) = res {
+                caught.get_or_insert(payload);
+            }
         }
         Ok(n)
     }
 
     /// Handles one dequeued packet.
     fn process(&mut self, entry: &OVERLAPPED_ENTRY) {
-        match entry.lpCompletionKey {
-            KEY_WAKE => self.waker.acknowledge(),
-            KEY_IO | KEY_OFFLOAD if !entry.lpOverlapped.is_null() => {
-                let header = entry.lpOverlapped as *const OverlappedEntry;
-                // SAFETY: every packet with these keys carries the
-                // OVERLAPPED of an op that is still alive (one packet per
-                // op, slot freed only after it; see the module docs), and
-                // `OVERLAPPED` is the first field of its `OverlappedEntry`.
-                let user_data = unsafe { (*header).user_data };
-                self.complete(user_data, header, entry);
+        let expected = match entry.lpCompletionKey {
+            KEY_WAKE => {
+                self.waker.acknowledge();
+                return;
             }
-            _ => {}
+            KEY_IO => OpState::InKernel,
+            KEY_OFFLOAD => OpState::Offloaded,
+            _ => return,
+        };
+        if entry.lpOverlapped.is_null() {
+            return;
         }
-    }
-
-    fn complete(
-        &mut self,
-        user_data: u64,
-        header: *const OverlappedEntry,
-        entry: &OVERLAPPED_ENTRY,
-    ) {
+        let header = entry.lpOverlapped.cast::<OverlappedEntry>();
+        // SAFETY: every packet with these keys carries the OVERLAPPED of
+        // an op that is still alive in the store (one packet per op, cell
+        // freed only after it; see the module docs), and `OVERLAPPED` is
+        // the first field of its `OverlappedEntry`. `user_data` was written
+        // before submission and is never written by the kernel or pool.
+        let user_data = unsafe { (*header).user_data };
         let Some(key) = OpKey::from_user_data(user_data) else {
             return;
         };
-        let Some(slot) = self.ops.get_mut(key) else {
+        let Some(op) = self.ops.get_mut(key).and_then(|s| s.op.as_ref()) else {
             return; // Stale: never reaches a reused slot.
         };
-        let Some(op) = slot.op.as_mut() else {
-            return;
-        };
-        if !std::ptr::eq(&op.header, header) || !op.in_flight() {
+        if !ptr::eq(op.as_ptr().cast::<OverlappedEntry>(), header) || op.state() != expected {
             return;
         }
-        let outcome = if entry.lpCompletionKey == KEY_OFFLOAD {
+        let op = op.as_ptr();
+        // SAFETY: this packet was the op's one packet: the kernel (or the
+        // pool thread, which posted it after its last write) is done with
+        // the op, and the dequeue orders their writes before this point.
+        // Nothing but this thread reaches the op from here on.
+        let op = unsafe { &mut *op };
+        let outcome = if expected == OpState::Offloaded {
             op.header.blocking.take().unwrap_or(Err(ERROR_INVALID_DATA))
         } else {
             kernel_outcome(&op.header, entry.dwNumberOfBytesTransferred)
         };
         op.header.state = OpState::Completed;
         self.stats.in_flight -= 1;
-        // SAFETY: the op's vtable is its own; the kernel (or pool) is done
-        // with it.
-        let output = unsafe { (op.vtable.on_complete)(op, outcome) };
-        // A cancelled slot is freed here, and the op's drop closes any
-        // handle it still owns (an accepted socket).
+        // SAFETY: the op is `Completed` and was built with its vtable.
+        let output = unsafe { finish(op, outcome) };
+        // Stores the output and wakes the task, or (cancelled) frees the
+        // slot and the op and runs the hook: may panic (see above).
         self.ops.complete(key, output);
     }
 
-    /// When `wait` must return at the latest: the earlier of `timeout`
-    /// and the timer wheel's next deadline; `None` for no limit.
-    fn wait_deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
-        let now = Instant::now();
-        let timeout = timeout.and_then(|t| now.checked_add(t));
-        match (timeout, self.wheel.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// Cancels every op (drop): in-flight ops get `CancelIoEx` (again, for
+    /// those the user cancelled before; harmless), completed outputs
+    /// nobody read are thrown away (closing the handle an accept or open
+    /// put in them), reserved or unsubmitted slots are freed.
+    fn cancel_all(&mut self) {
+        for key in self.ops.keys() {
+            let Some(slot) = self.ops.get_mut(key) else {
+                continue;
+            };
+            let Some(op) = slot.op.as_ref() else {
+                // Reserved, never submitted.
+                drop(self.ops.release(key));
+                continue;
+            };
+            match op.state() {
+                OpState::InKernel => {
+                    let op = op.as_ptr();
+                    // Never a second `cancel` on a cancelled slot: it would
+                    // replace (drop) the hook that keeps the buffer alive.
+                    if !self.ops.is_cancelled(key) {
+                        self.ops.cancel(key, None);
+                    }
+                    // SAFETY: the op is live and in the kernel.
+                    unsafe { cancel_in_kernel(op) };
+                }
+                OpState::Offloaded => {
+                    if !self.ops.is_cancelled(key) {
+                        self.ops.cancel(key, None);
+                    }
+                }
+                OpState::Completed => {
+                    // SAFETY: a completed op is no longer written by the
+                    // kernel or the pool.
+                    let handed = unsafe { (*op.as_ptr()).handed_out() };
+                    // Its output is still in the slot (taking it frees the
+                    // slot), and is dropped here unread: close its handle.
+                    self.ops.cancel(key, None);
+                    close_owned(handed);
+                }
+                OpState::Built => drop(self.ops.release(key)),
+            }
+        }
+    }
+
+    /// Cancels everything and dequeues until no op is in flight; `false`
+    /// if some still are after `drain_limit`. A panic of a hook during the
+    /// drain is kept in `caught`.
+    fn drain(&mut self, caught: &mut Option<PanicPayload>) -> bool {
+        let started = Instant::now();
+        let mut cancelled_at: Option<Instant> = None;
+        loop {
+            if cancelled_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                // Again now and then: cheap, and covers a provider that
+                // ignored the first request.
+                self.cancel_all();
+                cancelled_at = Some(Instant::now());
+            }
+            if self.stats.in_flight == 0 {
+                return true;
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= self.drain_limit {
+                return false;
+            }
+            let step = (self.drain_limit - elapsed).min(Duration::from_millis(50));
+            if self
+                .dequeue_batch(ms_until(Some(Instant::now() + step)), caught)
+                .is_err()
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 }
@@ -266,6 +429,21 @@ fn ms_until(deadline: Option<Instant>) -> u32 {
                 .min(INFINITE as u128 - 1) as u32
         }
     }
+}
+
+/// Makes a completed op's output and, if it succeeded, moves the handle the
+/// op created (accept, open) into it: from here the output owns it.
+///
+/// # Safety
+///
+/// `op` is `Completed` and was built with its vtable.
+unsafe fn finish(op: &mut IocpOp, outcome: Result<usize, u32>) -> OpOutput {
+    // SAFETY: the caller guarantees the vtable is the op's own.
+    let output = unsafe { (op.vtable.on_complete)(op, outcome) };
+    if output.res.is_ok() {
+        op.disown();
+    }
+    output
 }
 
 /// The outcome of a kernel packet: bytes, or the op's Win32/Winsock error.
@@ -324,6 +502,7 @@ impl Driver for IocpDriver {
             waker: Arc::new(PortWaker::new(port.clone())),
             port,
             ops: ManuallyDrop::new(OpRegistry::new()),
+            store: OpStore::new_raw(),
             pool: ManuallyDrop::new(BlockingPool::new(
                 config.max_blocking_threads,
                 config.blocking_keep_alive,
@@ -335,6 +514,7 @@ impl Driver for IocpDriver {
             immediate: 0,
             no_skip: HashSet::new(),
             rio,
+            drain_limit: DRAIN_LIMIT,
         })
     }
 
@@ -346,35 +526,50 @@ impl Driver for IocpDriver {
         let Some(slot) = self.ops.get_mut(key) else {
             return Err(io::Error::other("veloq: submit with a stale op key"));
         };
-        let op = slot.op.insert(op);
-        op.header.user_data = key.to_user_data();
+        // SAFETY: the store lives as long as the driver.
+        let op_ref = unsafe { OpStore::alloc(self.store, op) };
+        let op = op_ref.as_ptr();
+        slot.op = Some(op_ref);
+        // From here until the op completes, `op` is used as a raw pointer
+        // only (see the module docs).
+        // SAFETY: the op is live and not yet submitted: nothing else
+        // reaches it.
+        let (vtable, handle) = unsafe {
+            (*op).header.user_data = key.to_user_data();
+            ((*op).vtable, (*op).header.handle)
+        };
         // SAFETY: the op was built with this vtable, sits at its final
-        // address (the slab slot) and is submitted once.
-        let started = unsafe { (op.vtable.submit)(op) };
+        // address (a store cell) and is submitted once.
+        let started = unsafe { (vtable.submit)(op) };
         let started = match started {
             // With skip-on-success no packet follows: finish it here, with
             // the byte count the kernel left in the OVERLAPPED.
-            Ok(SubmissionResult::Immediate) if !self.no_skip.contains(&op.header.handle) => {
+            Ok(SubmissionResult::Immediate) if !self.no_skip.contains(&handle) => {
                 self.immediate += 1;
-                Ok(SubmissionResult::Ready(Ok(op
-                    .header
-                    .overlapped
-                    .InternalHigh)))
+                // SAFETY: the kernel finished the op inside the call and
+                // queues nothing for it: it no longer writes the op.
+                Ok(SubmissionResult::Ready(Ok(unsafe {
+                    (*op).header.overlapped.InternalHigh
+                })))
             }
             Ok(SubmissionResult::Immediate) => Ok(SubmissionResult::Pending),
             other => other,
         };
         match started {
             Ok(SubmissionResult::Pending) => {
-                op.header.state = OpState::InKernel;
+                // SAFETY: `state` is the driver's field; the kernel, which
+                // may be writing the op now, never writes it.
+                unsafe { (*op).header.state = OpState::InKernel };
                 self.stats.in_flight += 1;
             }
             Ok(SubmissionResult::Offload(task)) => {
-                op.header.state = OpState::Offloaded;
+                // SAFETY: as above; set before the pool can see the op.
+                unsafe { (*op).header.state = OpState::Offloaded };
                 self.stats.in_flight += 1;
                 let job = OffloadJob {
                     task,
-                    entry: &op.header,
+                    // SAFETY: the op is live; only the address is taken.
+                    entry: unsafe { addr_of!((*op).header) },
                     port: self.port.clone(),
                 };
                 if let Err(job) = self.pool.execute(job) {
@@ -384,15 +579,19 @@ impl Driver for IocpDriver {
                 }
             }
             Ok(SubmissionResult::Ready(outcome)) => {
+                // SAFETY: no packet comes for this op and nothing else
+                // reaches it: this thread is its only user.
+                let op = unsafe { &mut *op };
                 op.header.state = OpState::Completed;
-                // SAFETY: as above; nothing holds the op's memory.
-                let output = unsafe { (op.vtable.on_complete)(op, outcome) };
+                // SAFETY: completed, built with its vtable.
+                let output = unsafe { finish(op, outcome) };
                 self.ops.complete(key, output);
             }
             Ok(SubmissionResult::Immediate) => unreachable!("resolved above"),
             Err(e) => {
-                // Nothing in flight: free the slot (and close anything the
-                // op created, such as a pre-created accept socket).
+                // Nothing in flight (the op is still `Built`): free the
+                // slot and the op, which closes anything it created (a
+                // pre-created accept socket).
                 drop(self.ops.release(key));
                 return Err(e);
             }
@@ -401,31 +600,22 @@ impl Driver for IocpDriver {
     }
 
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
-        if let Some(op) = self.ops.get_mut(key).and_then(|s| s.op.as_mut()) {
-            if op.header.state == OpState::Completed {
-                // The output is about to be handed out (the registry frees
-                // the slot): the handle in it now belongs to the caller.
-                op.disown();
-            }
-        }
         self.ops.poll(key, cx)
     }
 
-    fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) {
+    fn cancel(&mut self, key: OpKey, keep_alive: Option<KeepAlive>) {
         match self.ops.cancel(key, keep_alive) {
             CancelAction::Done | CancelAction::Unknown => {}
             CancelAction::CancelInKernel => {
                 let Some(slot) = self.ops.get_mut(key) else {
                     return;
                 };
-                match slot.op.as_ref().map(|op| op.header.state) {
-                    Some(OpState::InKernel) => {
-                        let op = slot.op.as_ref().expect("checked above");
-                        cancel_in_kernel(&op.header);
-                    }
+                match slot.op.as_ref().map(|op| (op.state(), op.as_ptr())) {
+                    // SAFETY: the op is live and in the kernel.
+                    Some((OpState::InKernel, op)) => unsafe { cancel_in_kernel(op) },
                     // Offloaded ops cannot be stopped; their packet frees
                     // the slot when the pool finishes.
-                    Some(OpState::Offloaded) => {}
+                    Some((OpState::Offloaded, _)) => {}
                     // Never submitted (or completed without an output,
                     // which cannot happen): nothing will come for it.
                     _ => drop(self.ops.release(key)),
@@ -440,7 +630,7 @@ impl Driver for IocpDriver {
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let deadline = self.wait_deadline(timeout);
+        let deadline = self.wheel.wait_deadline(Instant::now(), timeout);
         let mut last = loop {
             let n = self.dequeue(ms_until(deadline))?;
             // The port's timer and `Instant` are different clocks (under
@@ -531,37 +721,54 @@ impl Driver for IocpDriver {
 
 /// Asks the kernel to abort an op; its packet still comes (see the module
 /// docs), so failure to cancel needs no handling.
-fn cancel_in_kernel(header: &OverlappedEntry) {
-    // SAFETY: `header.overlapped` is the op's, still in flight; CancelIoEx
-    // only marks the matching request. A handle closed meanwhile fails
-    // with ERROR_INVALID_HANDLE: its ops are aborted by the close anyway.
-    // ERROR_NOT_FOUND: already complete, its packet is queued.
-    let _ = unsafe { CancelIoEx(header.raw_handle(), &header.overlapped) };
+///
+/// # Safety
+///
+/// `op` points at a live op that is `InKernel`.
+unsafe fn cancel_in_kernel(op: *mut IocpOp) {
+    // SAFETY: the caller guarantees the op is live; `handle` is never
+    // written by the kernel, and only the OVERLAPPED's address is taken.
+    let (handle, overlapped) = unsafe {
+        (
+            (*op).header.handle as HANDLE,
+            addr_of!((*op).header.overlapped),
+        )
+    };
+    // SAFETY: CancelIoEx only marks the request that uses `overlapped`. A
+    // handle closed meanwhile fails with ERROR_INVALID_HANDLE: its ops are
+    // aborted by the close anyway. ERROR_NOT_FOUND: already complete, its
+    // packet is queued.
+    let _ = unsafe { CancelIoEx(handle, overlapped) };
 }
 
 impl Drop for IocpDriver {
     fn drop(&mut self) {
-        // Cancel everything: completed outputs are freed now, in-flight
-        // ops are aborted and freed by their packets.
-        for key in self.ops.keys() {
-            self.cancel(key, None);
-        }
-        while self.stats.in_flight > 0 {
-            if let Err(e) = self.dequeue(INFINITE) {
-                eprintln!(
-                    "veloq: completion port failed with {} op(s) in flight ({e}); leaking their memory",
-                    self.stats.in_flight
-                );
-                // The kernel may still write into the ops: never free
-                // them, nor the pool that may still post for them.
-                return;
+        let mut caught = None;
+        if self.drain(&mut caught) {
+            // SAFETY: nothing is in flight: the kernel and the pool hold no
+            // pointer into the ops. Each field is dropped once, here; the
+            // registry (whose `OpRef`s point into the store) before the
+            // store.
+            unsafe {
+                ManuallyDrop::drop(&mut self.ops);
+                ManuallyDrop::drop(&mut self.pool);
+                OpStore::free_store(self.store);
             }
+        } else {
+            // The kernel or a pool thread may still write into these ops
+            // (and the buffers their keep-alives hold): never free them,
+            // nor the pool that may still post for them.
+            super::note_leaked_drain();
+            eprintln!(
+                "veloq: IOCP driver dropped with {} op(s) still in flight after {:?}; \
+                 leaking their memory, keep-alives and the blocking pool",
+                self.stats.in_flight, self.drain_limit
+            );
         }
-        // SAFETY: nothing is in flight: the kernel and the pool hold no
-        // pointer into the ops; each field is dropped once, here.
-        unsafe {
-            ManuallyDrop::drop(&mut self.ops);
-            ManuallyDrop::drop(&mut self.pool);
+        if let Some(payload) = caught {
+            if !std::thread::panicking() {
+                panic::resume_unwind(payload);
+            }
         }
     }
 }

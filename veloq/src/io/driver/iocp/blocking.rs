@@ -33,7 +33,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::ptr;
+use std::ptr::{self, addr_of};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -210,6 +210,9 @@ pub(crate) enum BlockingTask {
     Flush { handle: usize },
     /// Extend the file's allocation and size to `end` (never shrinks).
     Allocate { handle: usize, end: u64 },
+    /// Sleeps, then succeeds with 0 (tests of ops the pool holds long).
+    #[cfg(test)]
+    Sleep(Duration),
 }
 
 impl BlockingTask {
@@ -230,6 +233,11 @@ impl BlockingTask {
                 Ok(0)
             }
             BlockingTask::Allocate { handle, end } => allocate(handle as HANDLE, end),
+            #[cfg(test)]
+            BlockingTask::Sleep(d) => {
+                thread::sleep(d);
+                Ok(0)
+            }
         }
     }
 }
@@ -324,18 +332,26 @@ pub(crate) struct OffloadJob {
     pub(crate) port: Arc<Port>,
 }
 
-// SAFETY: `entry` points into an op that stays at its address, alive and
-// `Offloaded`, until the packet this job posts has been dequeued; until
-// then the driver does not touch `entry.blocking`, the only part the job
-// writes (through atomics).
+// SAFETY: `entry` points into an op that stays at its address (an
+// `OpStore` cell), alive and `Offloaded`, until the packet this job posts
+// has been dequeued: the driver neither frees nor reuses the cell before
+// (`OpRef::drop` aborts on an in-flight op), and while the op is
+// `Offloaded` the driver holds only a raw pointer to it and never forms a
+// reference that covers `entry.blocking`, the only part the job writes.
 unsafe impl Send for OffloadJob {}
 
 impl Job for OffloadJob {
     fn run(self) {
         let result = self.task.run();
         // SAFETY: see `unsafe impl Send`: the op is alive and only this job
-        // writes its blocking result.
-        unsafe { (*self.entry).blocking.store(result) };
+        // writes its blocking result. The shared reference covers only the
+        // `BlockingResult`, whose fields are atomics; the driver reads them
+        // after dequeuing the packet posted below, which orders this write
+        // before that read (and the `done` flag's release/acquire says the
+        // same in Rust's memory model).
+        unsafe { (*addr_of!((*self.entry).blocking)).store(result) };
+        // From the post on, the op is the driver's again: `self.entry` is
+        // not used after it.
         // The op completes only through this packet; a post that fails
         // (kernel memory exhausted) is retried rather than lost, which
         // would leave the op in flight forever.

@@ -17,11 +17,13 @@
 //! Because `overlapped` is the first field of the `#[repr(C)]` header and
 //! the header the first of the `#[repr(C)]` op, the `OVERLAPPED*` a
 //! completion carries is also a pointer to the op's [`OverlappedEntry`],
-//! whose `user_data` names the registry slot (and generation) it lives in.
+//! whose `user_data` names the registry slot (and generation) it belongs to.
 //!
 //! The op is as large as its header, the vtable pointer and the *largest*
 //! payload — not the sum of all payloads, and never a heap allocation
-//! (only `Open`'s path is converted to a wide string on the heap).
+//! (only `Open`'s path is converted to a wide string on the heap). It is
+//! built by value, then moved once into a cell of the driver's `OpStore`
+//! (`iocp/store.rs`) by `submit`, and stays there until it is dropped.
 //!
 //! # Op states ([`OpState`])
 //!
@@ -32,17 +34,31 @@
 //! ```
 //!
 //! While `InKernel` the kernel may write the `OVERLAPPED` and the payload
-//! (an address, the AcceptEx buffer); while `Offloaded` a pool thread may
-//! write `header.blocking`. In both states the driver touches neither, and
-//! the op must not be dropped: [`IocpOp`]'s `Drop` aborts the process
-//! rather than free memory the kernel or a pool thread may still write.
+//! (`WSARecv`'s flags, a source address and its length, the AcceptEx
+//! buffer); while `Offloaded` a pool thread writes `header.blocking`. In
+//! those two states Rust code reaches the op only through a raw
+//! `*mut IocpOp` (as `OpVTable::submit` gets it), reading or writing single
+//! fields the kernel and the pool never touch (`state`, `user_data`,
+//! `handle`, `is_socket`) or passing field addresses (`addr_of_mut!`) to
+//! the kernel; it never forms a reference that covers the `OVERLAPPED`,
+//! the payload or `blocking`. Once the op's one packet has been dequeued
+//! (`Completed`), nothing else writes it and `&mut IocpOp` is fine
+//! (`OpVTable::on_complete`). An in-flight op is never dropped: the
+//! `OpRef` that owns it aborts the process rather than free memory the
+//! kernel or a pool thread may still write.
 //!
 //! # Handles an op owns
 //!
-//! An `Accept` owns its pre-created socket, an `Open` the handle it opened
-//! ([`OwnedHandle`]). Dropping the op closes it — a failed or cancelled
-//! accept never leaks the socket — unless the driver handed the handle to
-//! the op's future (`IocpDriver::poll_op` calls [`IocpOp::disown`]).
+//! An `Accept` owns its pre-created socket from submission on
+//! ([`OwnedHandle`]); dropping the op closes it, so a failed accept never
+//! leaks the socket. When the op completes successfully the driver moves
+//! the handle into the op's output ([`IocpOp::disown`], at the completion,
+//! whether the op was cancelled or not): from then on the output carries
+//! it, and whoever gets the output — the op's future, or the cancel hook of
+//! a cancelled op — owns it. An `Open` owns the handle the pool opened
+//! from its completion on and hands it over the same way. The op only
+//! remembers a handed-out handle ([`IocpOp::handed_out`]) so that a
+//! dropping driver can close it when it throws an unread output away.
 
 use std::io;
 use std::mem::ManuallyDrop;
@@ -88,8 +104,12 @@ pub(crate) enum OwnedHandle {
 ///
 /// Written once by a pool thread, then announced by
 /// `PostQueuedCompletionStatus`; read once by the driver after it dequeued
-/// that packet. The `done` flag (release store, acquire load) orders the
-/// two, so the fields need no lock.
+/// that packet. Two things order the write before the read: the packet
+/// itself (the port's queue is a kernel object: the dequeue that returns a
+/// packet happens after the post that queued it), and, in terms Rust's
+/// memory model sees, the `done` flag (release store, acquire load). The
+/// fields are atomics, so the pool writes them through a shared reference
+/// while the driver holds only a raw pointer to the op.
 #[derive(Default)]
 pub(crate) struct BlockingResult {
     value: AtomicUsize,
@@ -124,6 +144,11 @@ impl BlockingResult {
 }
 
 /// The part of an op the kernel and the completion path see.
+///
+/// Who writes what while the op is in flight: the kernel `overlapped`
+/// (`InKernel`), a pool thread `blocking` (`Offloaded`); `user_data`,
+/// `handle` and `is_socket` are written before submission only, `state`,
+/// `owned` and `disowned` by the driver thread only.
 #[repr(C)]
 pub(crate) struct OverlappedEntry {
     /// Handed to the kernel; must stay the first field.
@@ -134,16 +159,20 @@ pub(crate) struct OverlappedEntry {
     pub(crate) handle: RawFd,
     /// Whether `handle` is a socket (Winsock error codes).
     pub(crate) is_socket: bool,
-    /// See [`OpState`]; written by the driver thread only.
+    /// See [`OpState`].
     pub(crate) state: OpState,
-    /// A handle this op owns; see the module docs.
+    /// The handle this op created (an accepted socket, an opened file);
+    /// see the module docs.
     pub(crate) owned: OwnedHandle,
+    /// Whether `owned` went into the op's output: the op no longer closes
+    /// it (see [`IocpOp::disown`]).
+    pub(crate) disowned: bool,
     /// The blocking pool's result for an offloaded op.
     pub(crate) blocking: BlockingResult,
 }
 
 impl OverlappedEntry {
-    fn new(handle: RawFd, is_socket: bool) -> Self {
+    pub(crate) fn new(handle: RawFd, is_socket: bool) -> Self {
         OverlappedEntry {
             overlapped: OVERLAPPED::default(),
             user_data: 0,
@@ -151,6 +180,7 @@ impl OverlappedEntry {
             is_socket,
             state: OpState::Built,
             owned: OwnedHandle::None,
+            disowned: false,
             blocking: BlockingResult::default(),
         }
     }
@@ -169,10 +199,13 @@ pub(crate) struct OpVTable {
     /// The op's name, for debugging.
     pub(crate) name: &'static str,
     /// Starts the op (see [`SubmissionResult`]). An `Err` means nothing is
-    /// in flight.
-    pub(crate) submit: unsafe fn(&mut IocpOp) -> io::Result<SubmissionResult>,
+    /// in flight. Gets a raw pointer: once the kernel call is made, the
+    /// kernel may write the op while this function still runs.
+    pub(crate) submit: unsafe fn(*mut IocpOp) -> io::Result<SubmissionResult>,
     /// Turns the kernel's (or the pool's) outcome — bytes transferred or
-    /// a Win32/Winsock error code — into the op's output.
+    /// a Win32/Winsock error code — into the op's output, the same way
+    /// whether or not the op was cancelled (a cancelled receive that got
+    /// bytes reports them). Called once the op is `Completed`.
     pub(crate) on_complete: unsafe fn(&mut IocpOp, Result<usize, u32>) -> OpOutput,
     /// Drops the payload.
     pub(crate) drop: unsafe fn(&mut IocpOp),
@@ -190,10 +223,20 @@ pub(crate) struct IocpOp {
 }
 
 impl IocpOp {
-    /// Hands the owned handle (if any) to the op's future: the op no longer
-    /// closes it.
+    /// Hands the owned handle (if any) to the op's output: the op no longer
+    /// closes it, and only remembers it ([`handed_out`](Self::handed_out)).
     pub(crate) fn disown(&mut self) {
-        self.header.owned = OwnedHandle::None;
+        self.header.disowned = true;
+    }
+
+    /// The handle this op's output carries, if any: the one a dropping
+    /// driver must close when the output is thrown away unread.
+    pub(crate) fn handed_out(&self) -> OwnedHandle {
+        if self.header.disowned {
+            self.header.owned
+        } else {
+            OwnedHandle::None
+        }
     }
 
     /// Whether the kernel or the pool may still write this op's memory.
@@ -204,10 +247,9 @@ impl IocpOp {
 
 impl Drop for IocpOp {
     fn drop(&mut self) {
+        // `OpRef` checks this before it forms `&mut self`; this is for an
+        // op dropped any other way.
         if self.in_flight() {
-            // Freeing this memory would let the kernel (or a pool thread)
-            // write into whatever reuses it. The driver never does this;
-            // if a bug ever makes it, stop before memory is corrupted.
             eprintln!(
                 "veloq: IOCP op {} dropped while in flight; aborting",
                 self.vtable.name
@@ -216,7 +258,9 @@ impl Drop for IocpOp {
         }
         // SAFETY: `vtable` is the one this op was built with.
         unsafe { (self.vtable.drop)(self) };
-        close_owned(self.header.owned);
+        if !self.header.disowned {
+            close_owned(self.header.owned);
+        }
         self.header.owned = OwnedHandle::None;
     }
 }

@@ -20,16 +20,25 @@
 //! its op type (the payload variant it reads), at the op's final address
 //! (the kernel keeps `&op.header.overlapped` and pointers into the
 //! payload), and for `submit_*`, only once.
+//!
+//! A `submit_*` function gets the op as a raw pointer and never makes a
+//! reference to it, its header's `OVERLAPPED` or its payload: from the
+//! kernel call on, the kernel may complete the op on another processor and
+//! write them while the function is still running. It reads the arguments
+//! it needs by value, writes what the kernel will read before the call,
+//! and hands the kernel field addresses made with `addr_of_mut!`. A
+//! `complete_*` function runs after the op's packet was dequeued, when
+//! nothing else writes the op, and gets `&mut IocpOp`.
 
 use std::ffi::OsStr;
 use std::io;
 use std::mem::size_of;
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::IntoRawSocket;
-use std::ptr;
+use std::ptr::{self, addr_of, addr_of_mut};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_HANDLE_EOF, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE,
+    ERROR_HANDLE_EOF, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE, HANDLE,
 };
 use windows_sys::Win32::Networking::WinSock::{
     bind, getsockname, setsockopt, WSARecv, WSARecvFrom, WSASend, WSASendTo, SOCKADDR, SOCKET,
@@ -45,7 +54,7 @@ use windows_sys::Win32::System::IO::{OVERLAPPED, OVERLAPPED_0, OVERLAPPED_0_0};
 use super::blocking::BlockingTask;
 use super::error::{error_from_code, last_error, last_wsa_error, read_result};
 use super::ext::Extensions;
-use super::op::{IocpOp, OwnedHandle, ACCEPT_ADDR_LEN};
+use super::op::{AcceptPayload, DatagramIo, FileIo, IocpOp, OwnedHandle, SockIo, ACCEPT_ADDR_LEN};
 use super::sockaddr::{sockaddr_to_std, unspecified_like, SockAddrBuf};
 use crate::io::op::{OpOutput, OpenFlags};
 use crate::sys::RawFd;
@@ -74,16 +83,50 @@ pub(crate) fn resolve_fd(fd: RawFd) -> usize {
     fd
 }
 
-fn overlapped(op: &mut IocpOp) -> *mut OVERLAPPED {
-    &mut op.header.overlapped
+/// The op's `OVERLAPPED`, as the kernel gets it.
+///
+/// # Safety
+///
+/// `op` points at a live op.
+unsafe fn overlapped(op: *mut IocpOp) -> *mut OVERLAPPED {
+    // SAFETY: the caller guarantees `op` is live; no reference is made.
+    unsafe { addr_of_mut!((*op).header.overlapped) }
 }
 
-fn set_offset(op: &mut IocpOp, offset: u64) {
-    op.header.overlapped.Anonymous = OVERLAPPED_0 {
-        Anonymous: OVERLAPPED_0_0 {
-            Offset: offset as u32,
-            OffsetHigh: (offset >> 32) as u32,
-        },
+/// The handle the op works on.
+///
+/// # Safety
+///
+/// `op` points at a live op.
+unsafe fn handle_of(op: *const IocpOp) -> RawFd {
+    // SAFETY: the caller guarantees `op` is live; `handle` is written
+    // before submission only, so this read races with nothing.
+    unsafe { (*op).header.handle }
+}
+
+/// Puts `offset` in the op's `OVERLAPPED`, before the kernel call.
+///
+/// # Safety
+///
+/// `op` points at a live op not yet handed to the kernel.
+unsafe fn set_offset(op: *mut IocpOp, offset: u64) {
+    // SAFETY: the caller guarantees the kernel does not have the op yet;
+    // the write goes through the raw pointer to this one field.
+    unsafe {
+        (*op).header.overlapped.Anonymous = OVERLAPPED_0 {
+            Anonymous: OVERLAPPED_0_0 {
+                Offset: offset as u32,
+                OffsetHigh: (offset >> 32) as u32,
+            },
+        };
+    }
+}
+
+/// A payload variant's address. `ManuallyDrop<T>` is `repr(transparent)`,
+/// so the union field's address is the `T`'s.
+macro_rules! payload_ptr {
+    ($op:expr, $field:ident, $ty:ty) => {
+        addr_of_mut!((*$op).payload.$field).cast::<$ty>()
     };
 }
 
@@ -121,21 +164,19 @@ fn wsa_started(rc: i32) -> io::Result<SubmissionResult> {
 /// # Safety
 ///
 /// See the module docs; the payload is `read`.
-pub(crate) unsafe fn submit_read(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    // SAFETY: the caller guarantees `read` is the live variant.
-    let (buf, len, offset) = unsafe {
-        (
-            op.payload.read.buf,
-            op.payload.read.len,
-            op.payload.read.offset,
-        )
+pub(crate) unsafe fn submit_read(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `read` is the live variant of a live,
+    // not yet submitted op; the fields are read by value.
+    let (buf, len, offset, handle) = unsafe {
+        let p = payload_ptr!(op, read, FileIo);
+        ((*p).buf, (*p).len, (*p).offset, handle_of(op))
     };
-    set_offset(op, offset);
-    let handle = op.header.raw_handle();
+    // SAFETY: not submitted yet.
+    unsafe { set_offset(op, offset) };
     // SAFETY: `buf` is valid for `len` bytes until the completion (the op's
     // future or the driver keeps it alive); the OVERLAPPED lives in the
     // op, which stays put until its completion is processed.
-    let ok = unsafe { ReadFile(handle, buf, len, ptr::null_mut(), overlapped(op)) };
+    let ok = unsafe { ReadFile(handle as HANDLE, buf, len, ptr::null_mut(), overlapped(op)) };
     if ok == 0 && last_error() == ERROR_HANDLE_EOF {
         // A read at or past the end fails at once, and no packet comes.
         return Ok(Ready(Err(ERROR_HANDLE_EOF)));
@@ -148,19 +189,17 @@ pub(crate) unsafe fn submit_read(op: &mut IocpOp) -> io::Result<SubmissionResult
 /// # Safety
 ///
 /// See the module docs; the payload is `write`.
-pub(crate) unsafe fn submit_write(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    // SAFETY: the caller guarantees `write` is the live variant.
-    let (buf, len, offset) = unsafe {
-        (
-            op.payload.write.buf,
-            op.payload.write.len,
-            op.payload.write.offset,
-        )
+pub(crate) unsafe fn submit_write(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `write` is the live variant of a live,
+    // not yet submitted op; the fields are read by value.
+    let (buf, len, offset, handle) = unsafe {
+        let p = payload_ptr!(op, write, FileIo);
+        ((*p).buf, (*p).len, (*p).offset, handle_of(op))
     };
-    set_offset(op, offset);
-    let handle = op.header.raw_handle();
+    // SAFETY: not submitted yet.
+    unsafe { set_offset(op, offset) };
     // SAFETY: as in `submit_read`; the kernel only reads `buf`.
-    let ok = unsafe { WriteFile(handle, buf, len, ptr::null_mut(), overlapped(op)) };
+    let ok = unsafe { WriteFile(handle as HANDLE, buf, len, ptr::null_mut(), overlapped(op)) };
     win32_started(ok)
 }
 
@@ -222,9 +261,11 @@ fn wide_path(path: &OsStr) -> io::Result<Vec<u16>> {
 /// # Safety
 ///
 /// See the module docs; the payload is `open`.
-pub(crate) unsafe fn submit_open(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    // SAFETY: the caller guarantees `open` is the live variant.
-    let p = unsafe { &mut op.payload.open };
+pub(crate) unsafe fn submit_open(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `open` is the live variant. Nothing
+    // else reaches the op before it is offloaded (below, by the caller),
+    // and the pool never touches the payload.
+    let p = unsafe { &mut *payload_ptr!(op, open, super::op::OpenPayload) };
     let (access, disposition) = open_mode(&p.flags)?;
     let path = p
         .path
@@ -243,9 +284,10 @@ pub(crate) unsafe fn submit_open(op: &mut IocpOp) -> io::Result<SubmissionResult
 /// # Safety
 ///
 /// See the module docs; the payload is `close`.
-pub(crate) unsafe fn submit_close(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+pub(crate) unsafe fn submit_close(op: *mut IocpOp) -> io::Result<SubmissionResult> {
     Ok(Offload(BlockingTask::Close {
-        handle: resolve_fd(op.header.handle),
+        // SAFETY: the caller guarantees `op` is live.
+        handle: resolve_fd(unsafe { handle_of(op) }),
     }))
 }
 
@@ -254,9 +296,10 @@ pub(crate) unsafe fn submit_close(op: &mut IocpOp) -> io::Result<SubmissionResul
 /// # Safety
 ///
 /// See the module docs; the payload is `fsync`.
-pub(crate) unsafe fn submit_fsync(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+pub(crate) unsafe fn submit_fsync(op: *mut IocpOp) -> io::Result<SubmissionResult> {
     Ok(Offload(BlockingTask::Flush {
-        handle: resolve_fd(op.header.handle),
+        // SAFETY: the caller guarantees `op` is live.
+        handle: resolve_fd(unsafe { handle_of(op) }),
     }))
 }
 
@@ -267,9 +310,10 @@ pub(crate) unsafe fn submit_fsync(op: &mut IocpOp) -> io::Result<SubmissionResul
 /// # Safety
 ///
 /// See the module docs; the payload is `sync_range`.
-pub(crate) unsafe fn submit_sync_range(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+pub(crate) unsafe fn submit_sync_range(op: *mut IocpOp) -> io::Result<SubmissionResult> {
     Ok(Offload(BlockingTask::Flush {
-        handle: resolve_fd(op.header.handle),
+        // SAFETY: the caller guarantees `op` is live.
+        handle: resolve_fd(unsafe { handle_of(op) }),
     }))
 }
 
@@ -279,9 +323,13 @@ pub(crate) unsafe fn submit_sync_range(op: &mut IocpOp) -> io::Result<Submission
 /// # Safety
 ///
 /// See the module docs; the payload is `fallocate`.
-pub(crate) unsafe fn submit_fallocate(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    // SAFETY: the caller guarantees `fallocate` is the live variant.
-    let (offset, len) = unsafe { (op.payload.fallocate.offset, op.payload.fallocate.len) };
+pub(crate) unsafe fn submit_fallocate(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `fallocate` is the live variant; the
+    // fields are read by value.
+    let (offset, len) = unsafe {
+        let p = payload_ptr!(op, fallocate, super::op::HandlePayload);
+        ((*p).offset, (*p).len)
+    };
     let end = offset
         .checked_add(len)
         .filter(|e| *e <= i64::MAX as u64)
@@ -292,15 +340,22 @@ pub(crate) unsafe fn submit_fallocate(op: &mut IocpOp) -> io::Result<SubmissionR
             )
         })?;
     Ok(Offload(BlockingTask::Allocate {
-        handle: resolve_fd(op.header.handle),
+        // SAFETY: the caller guarantees `op` is live.
+        handle: resolve_fd(unsafe { handle_of(op) }),
         end,
     }))
 }
 
 // ---- sockets ----------------------------------------------------------------
 
-fn socket(op: &IocpOp) -> SOCKET {
-    resolve_fd(op.header.handle) as SOCKET
+/// The socket the op works on.
+///
+/// # Safety
+///
+/// `op` points at a live op.
+unsafe fn socket(op: *const IocpOp) -> SOCKET {
+    // SAFETY: the caller guarantees `op` is live.
+    resolve_fd(unsafe { handle_of(op) }) as SOCKET
 }
 
 /// `WSASend`.
@@ -308,15 +363,17 @@ fn socket(op: &IocpOp) -> SOCKET {
 /// # Safety
 ///
 /// See the module docs; the payload is `send`.
-pub(crate) unsafe fn submit_send(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    let s = socket(op);
-    let ovl = overlapped(op);
-    // SAFETY: the caller guarantees `send` is the live variant.
-    let p = unsafe { &mut op.payload.send };
+pub(crate) unsafe fn submit_send(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `send` is the live variant of a live
+    // op; only field addresses are taken.
+    let (s, ovl, wsabuf) = unsafe {
+        let p = payload_ptr!(op, send, SockIo);
+        (socket(op), overlapped(op), addr_of!((*p).wsabuf))
+    };
     // SAFETY: the WSABUF's memory stays valid until the completion (kept
     // by the future or the driver); the WSABUF itself and the OVERLAPPED
     // live in the op, which stays put until then.
-    let rc = unsafe { WSASend(s, &p.wsabuf, 1, ptr::null_mut(), 0, ovl, None) };
+    let rc = unsafe { WSASend(s, wsabuf, 1, ptr::null_mut(), 0, ovl, None) };
     wsa_started(rc)
 }
 
@@ -325,14 +382,21 @@ pub(crate) unsafe fn submit_send(op: &mut IocpOp) -> io::Result<SubmissionResult
 /// # Safety
 ///
 /// See the module docs; the payload is `recv`.
-pub(crate) unsafe fn submit_recv(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    let s = socket(op);
-    let ovl = overlapped(op);
-    // SAFETY: the caller guarantees `recv` is the live variant.
-    let p = unsafe { &mut op.payload.recv };
-    // SAFETY: as in `submit_send`; `flags`, which Winsock may write back,
-    // is in the op too.
-    let rc = unsafe { WSARecv(s, &p.wsabuf, 1, ptr::null_mut(), &mut p.flags, ovl, None) };
+pub(crate) unsafe fn submit_recv(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `recv` is the live variant of a live
+    // op; only field addresses are taken.
+    let (s, ovl, wsabuf, flags) = unsafe {
+        let p = payload_ptr!(op, recv, SockIo);
+        (
+            socket(op),
+            overlapped(op),
+            addr_of!((*p).wsabuf),
+            addr_of_mut!((*p).flags),
+        )
+    };
+    // SAFETY: as in `submit_send`; `flags`, which Winsock may write back
+    // when the op completes, is in the op too.
+    let rc = unsafe { WSARecv(s, wsabuf, 1, ptr::null_mut(), flags, ovl, None) };
     wsa_started(rc)
 }
 
@@ -341,25 +405,21 @@ pub(crate) unsafe fn submit_recv(op: &mut IocpOp) -> io::Result<SubmissionResult
 /// # Safety
 ///
 /// See the module docs; the payload is `send_to`.
-pub(crate) unsafe fn submit_send_to(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    let s = socket(op);
-    let ovl = overlapped(op);
-    // SAFETY: the caller guarantees `send_to` is the live variant.
-    let p = unsafe { &mut op.payload.send_to };
-    // SAFETY: as in `submit_send`; the address lives in the op as well.
-    let rc = unsafe {
-        WSASendTo(
-            s,
-            &p.wsabuf,
-            1,
-            ptr::null_mut(),
-            0,
-            p.addr.as_ptr(),
-            p.addr_len,
-            ovl,
-            None,
+pub(crate) unsafe fn submit_send_to(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `send_to` is the live variant of a
+    // live op; only field addresses and `addr_len` (by value) are taken.
+    let (s, ovl, wsabuf, addr, addr_len) = unsafe {
+        let p = payload_ptr!(op, send_to, DatagramIo);
+        (
+            socket(op),
+            overlapped(op),
+            addr_of!((*p).wsabuf),
+            addr_of!((*p).addr).cast::<SOCKADDR>(),
+            (*p).addr_len,
         )
     };
+    // SAFETY: as in `submit_send`; the address lives in the op as well.
+    let rc = unsafe { WSASendTo(s, wsabuf, 1, ptr::null_mut(), 0, addr, addr_len, ovl, None) };
     wsa_started(rc)
 }
 
@@ -368,22 +428,31 @@ pub(crate) unsafe fn submit_send_to(op: &mut IocpOp) -> io::Result<SubmissionRes
 /// # Safety
 ///
 /// See the module docs; the payload is `recv_from`.
-pub(crate) unsafe fn submit_recv_from(op: &mut IocpOp) -> io::Result<SubmissionResult> {
-    let s = socket(op);
-    let ovl = overlapped(op);
-    // SAFETY: the caller guarantees `recv_from` is the live variant.
-    let p = unsafe { &mut op.payload.recv_from };
+pub(crate) unsafe fn submit_recv_from(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `recv_from` is the live variant of a
+    // live op; only field addresses are taken.
+    let (s, ovl, wsabuf, flags, addr, addr_len) = unsafe {
+        let p = payload_ptr!(op, recv_from, DatagramIo);
+        (
+            socket(op),
+            overlapped(op),
+            addr_of!((*p).wsabuf),
+            addr_of_mut!((*p).flags),
+            addr_of_mut!((*p).addr).cast::<SOCKADDR>(),
+            addr_of_mut!((*p).addr_len),
+        )
+    };
     // SAFETY: as in `submit_recv`; the address buffer and its length,
     // written when the datagram arrives, live in the op.
     let rc = unsafe {
         WSARecvFrom(
             s,
-            &p.wsabuf,
+            wsabuf,
             1,
             ptr::null_mut(),
-            &mut p.flags,
-            p.addr.as_mut_ptr(),
-            &mut p.addr_len,
+            flags,
+            addr,
+            addr_len,
             ovl,
             None,
         )
@@ -417,31 +486,29 @@ fn ensure_bound(s: SOCKET, addr: &std::net::SocketAddr) -> io::Result<()> {
 /// # Safety
 ///
 /// See the module docs; the payload is `connect`.
-pub(crate) unsafe fn submit_connect(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+pub(crate) unsafe fn submit_connect(op: *mut IocpOp) -> io::Result<SubmissionResult> {
     let connect_ex = Extensions::get()?.connect_ex.expect("checked when loaded");
-    let s = socket(op);
-    let ovl = overlapped(op);
-    // SAFETY: the caller guarantees `connect` is the live variant.
-    let p = unsafe { &op.payload.connect };
-    let addr = p
-        .addr
-        .socket_addr(p.addr_len)
+    // SAFETY: the caller guarantees `connect` is the live variant of a
+    // live op. The shared reference to the payload ends before the kernel
+    // call (and the kernel only reads the address anyway).
+    let (s, ovl, addr, addr_ptr, addr_len) = unsafe {
+        let p = payload_ptr!(op, connect, super::op::ConnectPayload);
+        let addr = (*p).addr.socket_addr((*p).addr_len);
+        (
+            socket(op),
+            overlapped(op),
+            addr,
+            addr_of!((*p).addr).cast::<SOCKADDR>(),
+            (*p).addr_len,
+        )
+    };
+    let addr = addr
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "veloq: bad connect address"))?;
     ensure_bound(s, &addr)?;
     let mut sent = 0u32;
     // SAFETY: the address lives in the op, which stays put until the
     // completion; no send buffer.
-    let ok = unsafe {
-        connect_ex(
-            s,
-            p.addr.as_ptr(),
-            p.addr_len,
-            ptr::null(),
-            0,
-            &mut sent,
-            ovl,
-        )
-    };
+    let ok = unsafe { connect_ex(s, addr_ptr, addr_len, ptr::null(), 0, &mut sent, ovl) };
     if ok != 0 {
         return Ok(Immediate);
     }
@@ -453,10 +520,13 @@ pub(crate) unsafe fn submit_connect(op: &mut IocpOp) -> io::Result<SubmissionRes
 /// # Safety
 ///
 /// See the module docs; the payload is `accept`.
-pub(crate) unsafe fn submit_accept(op: &mut IocpOp) -> io::Result<SubmissionResult> {
+pub(crate) unsafe fn submit_accept(op: *mut IocpOp) -> io::Result<SubmissionResult> {
     let accept_ex = Extensions::get()?.accept_ex;
-    // SAFETY: the caller guarantees `accept` is the live variant.
-    let ipv6 = unsafe { op.payload.accept.ipv6 };
+    // SAFETY: the caller guarantees `accept` is the live variant of a
+    // live, not yet submitted op.
+    let p = unsafe { payload_ptr!(op, accept, AcceptPayload) };
+    // SAFETY: as above; read by value.
+    let ipv6 = unsafe { (*p).ipv6 };
     let domain = if ipv6 {
         socket2::Domain::IPV6
     } else {
@@ -466,13 +536,19 @@ pub(crate) unsafe fn submit_accept(op: &mut IocpOp) -> io::Result<SubmissionResu
     let accepted =
         socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     let accepted = accepted.into_raw_socket() as SOCKET;
-    // From here the op owns the socket: dropping it (failure, cancel,
-    // an output nobody took) closes it.
-    op.header.owned = OwnedHandle::Socket(accepted);
-    let listener = socket(op);
-    let ovl = overlapped(op);
-    // SAFETY: `accept` is the live variant (as above).
-    let buf = unsafe { (*op.payload.accept).buf.as_mut_ptr() };
+    // From here the op owns the socket: dropping it (a failed start or a
+    // failed completion) closes it, until a successful completion moves it
+    // into the output.
+    // SAFETY: not submitted yet: nothing else reads or writes `owned`.
+    unsafe { (*op).header.owned = OwnedHandle::Socket(accepted) };
+    // SAFETY: the op is live; only field addresses are taken.
+    let (listener, ovl, buf) = unsafe {
+        (
+            socket(op),
+            overlapped(op),
+            addr_of_mut!((*p).buf).cast::<u8>(),
+        )
+    };
     let mut received = 0u32;
     // SAFETY: `buf` holds both addresses (2 * ACCEPT_ADDR_LEN bytes, no
     // data) and lives in the op, which stays put until the completion.
@@ -547,7 +623,8 @@ pub(crate) unsafe fn complete_connect(op: &mut IocpOp, res: Result<usize, u32>) 
     if let Err(code) = res {
         return output(Err(error_from_code(code)));
     }
-    let s = socket(op);
+    // SAFETY: `op` is a live reference.
+    let s = unsafe { socket(op) };
     // SAFETY: this option takes no value.
     let rc = unsafe { setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, ptr::null(), 0) };
     if rc == SOCKET_ERROR {
@@ -557,8 +634,9 @@ pub(crate) unsafe fn complete_connect(op: &mut IocpOp, res: Result<usize, u32>) 
 }
 
 /// Completion of `AcceptEx`: `SO_UPDATE_ACCEPT_CONTEXT`, the peer address
-/// from `GetAcceptExSockaddrs`, and the accepted socket as the result (the
-/// op keeps owning it until the driver hands the output out).
+/// from `GetAcceptExSockaddrs`, and the accepted socket as the result. On
+/// success the driver then moves the socket from the op into the output
+/// (`IocpOp::disown`); on failure the op keeps it and closes it.
 ///
 /// # Safety
 ///
@@ -572,7 +650,8 @@ pub(crate) unsafe fn complete_accept(op: &mut IocpOp, res: Result<usize, u32>) -
             "veloq: accept completed without its socket",
         )));
     };
-    let listener = socket(op);
+    // SAFETY: `op` is a live reference.
+    let listener = unsafe { socket(op) };
     // SAFETY: the option value is the listening socket, `size_of::<SOCKET>()`
     // bytes read during the call.
     let rc = unsafe {
@@ -618,12 +697,12 @@ pub(crate) unsafe fn complete_accept(op: &mut IocpOp, res: Result<usize, u32>) -
     }
 }
 
-/// Completion of an offloaded open: the new handle, owned by the op until
-/// handed out.
+/// Completion of an offloaded open: the new handle. The op owns it until
+/// the driver moves it into the output (at once, as for an accept).
 ///
 /// # Safety
 ///
-/// `op` is an `Open` op whose completion arrived.
+/// Never unsafe; `unsafe` only to fit the vtable.
 pub(crate) unsafe fn complete_open(op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
     match res {
         Ok(handle) => {

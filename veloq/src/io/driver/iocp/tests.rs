@@ -6,13 +6,14 @@
 //! `tests/net.rs`.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::io;
 use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -21,7 +22,8 @@ use super::blocking::{BlockingPool, Job};
 use super::error::{error_from_code, read_result, KIND_TABLE};
 use super::op::{IocpOp, OverlappedEntry, PAYLOAD_LAYOUTS};
 use super::IocpDriver;
-use crate::io::driver::{Driver, DriverConfig, IntoPlatformOp, OpKey};
+use crate::io::driver::op_registry::{CancelHook, KeepOnly};
+use crate::io::driver::{Driver, DriverConfig, IntoPlatformOp, KeepAlive, OpKey};
 use crate::io::op::{self, OpOutput, OpenFlags};
 use crate::sys::{socket_fd, RawFd};
 
@@ -71,7 +73,8 @@ fn header_addr(d: &mut IocpDriver, key: OpKey) -> *const OverlappedEntry {
         .get_mut(key)
         .and_then(|s| s.op.as_ref())
         .expect("live op");
-    &op.header
+    // The header is the op's first field: same address.
+    op.as_ptr().cast()
 }
 
 fn udp(d: &mut IocpDriver) -> (Socket, SocketAddr) {
@@ -167,8 +170,33 @@ fn rw_flags() -> OpenFlags {
 }
 
 /// A keep-alive whose drops are counted.
-fn keep_alive(counter: &Rc<()>) -> Option<Box<dyn Any>> {
-    Some(Box::new(counter.clone()))
+fn keep_alive(counter: &Rc<()>) -> Option<KeepAlive> {
+    Some(Box::new(KeepOnly(counter.clone())))
+}
+
+/// Where a [`Record`] hook puts the output it was handed.
+type Recorded = Rc<RefCell<Option<OpOutput>>>;
+
+/// A cancel hook that keeps `_keep` alive and records the output.
+struct Record {
+    out: Recorded,
+    _keep: Box<dyn Any>,
+}
+
+impl CancelHook for Record {
+    fn completed(self: Box<Self>, out: OpOutput) {
+        *self.out.borrow_mut() = Some(out);
+    }
+}
+
+/// A recording hook keeping `keep` alive, and where it records.
+fn record(keep: impl Any) -> (Recorded, Option<KeepAlive>) {
+    let out = Recorded::default();
+    let hook = Record {
+        out: out.clone(),
+        _keep: Box::new(keep),
+    };
+    (out, Some(Box::new(hook)))
 }
 
 // ---- layout -------------------------------------------------------------------
@@ -472,6 +500,150 @@ fn drop_with_ops_in_flight_waits_for_every_completion() {
         drop((a, b));
     }
     assert_eq!(Rc::strong_count(&counter), 1);
+}
+
+/// A waker whose `wake` panics.
+struct PanicWake;
+
+impl Wake for PanicWake {
+    fn wake(self: Arc<Self>) {
+        panic!("veloq test: this waker panics on purpose");
+    }
+}
+
+#[test]
+fn a_panicking_waker_loses_no_other_completion_of_its_batch() {
+    const N: usize = 8;
+    let mut d = driver();
+    let (rx, rx_addr) = udp(&mut d);
+    let (tx, _) = udp(&mut d);
+    let mut bufs = vec![[0u8; 8]; N];
+    let keys: Vec<OpKey> = bufs
+        .iter_mut()
+        .map(|b| submit(&mut d, recv_desc(socket_fd(&rx), b)).unwrap())
+        .collect();
+    let (count, waker) = counting_waker();
+    let panicky = Waker::from(Arc::new(PanicWake));
+    // Two panicking wakers, neither at the end of the batch.
+    let panics = |i: usize| i == 1 || i == N / 2;
+    for (i, key) in keys.iter().enumerate() {
+        let w = if panics(i) { &panicky } else { &waker };
+        assert!(d.poll_op(*key, &mut Context::from_waker(w)).is_pending());
+    }
+    for i in 0..N {
+        tx.send_to(&[i as u8], &rx_addr.into()).unwrap();
+    }
+    // Let every packet reach the port, so that one dequeue returns them all.
+    std::thread::sleep(Duration::from_millis(200));
+    let calls = d.stats().wait_calls;
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        d.wait(Some(Duration::from_secs(5)))
+    }));
+    let payload = res.expect_err("the waker's panic is re-raised after the batch");
+    assert_eq!(
+        payload.downcast_ref::<&str>().copied(),
+        Some("veloq test: this waker panics on purpose")
+    );
+    assert_eq!(d.stats().wait_calls, calls + 1, "one dequeue");
+    assert_eq!(d.max_batch(), N, "all packets came in one batch");
+    // Every op completed, the panicking ones included; every other waker
+    // was woken.
+    assert_eq!(d.stats().in_flight, 0);
+    assert_eq!(count.0.load(Ordering::SeqCst), N - 2);
+    let mut seen = [false; N];
+    for key in keys {
+        match d.poll_op(key, &mut Context::from_waker(&waker)) {
+            Poll::Ready(out) => assert_eq!(out.res.unwrap(), 1),
+            Poll::Pending => panic!("an op of the panicking batch was lost"),
+        }
+    }
+    for b in &bufs {
+        seen[b[0] as usize] = true;
+    }
+    assert!(seen.iter().all(|s| *s), "every datagram was received once");
+    assert!(d.ops.is_empty());
+    // The driver keeps working.
+    let key = submit(&mut d, recv_desc(socket_fd(&rx), &mut bufs[0])).unwrap();
+    tx.send_to(b"after", &rx_addr.into()).unwrap();
+    assert_eq!(run(&mut d, key).res.unwrap(), 5);
+}
+
+/// An offloaded op that holds its pool thread for `time`.
+fn sleep_op(time: Duration) -> IocpOp {
+    use super::blocking::BlockingTask;
+    use super::op::{HandlePayload, IocpOpPayload, OpVTable};
+    use super::submit::SubmissionResult;
+
+    /// The time, in milliseconds, is the payload's `offset`.
+    unsafe fn submit_sleep(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+        // SAFETY: built by `sleep_op` with the `close` variant; read by
+        // value before the op is offloaded.
+        let ms =
+            unsafe { (*std::ptr::addr_of!((*op).payload.close).cast::<HandlePayload>()).offset };
+        Ok(SubmissionResult::Offload(BlockingTask::Sleep(
+            Duration::from_millis(ms),
+        )))
+    }
+    unsafe fn complete_sleep(_op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+        OpOutput {
+            res: res.map_err(error_from_code),
+            addr: None,
+        }
+    }
+    unsafe fn drop_nothing(_op: &mut IocpOp) {}
+    static SLEEP: OpVTable = OpVTable {
+        name: "Sleep",
+        submit: submit_sleep,
+        on_complete: complete_sleep,
+        drop: drop_nothing,
+    };
+    let offset = time.as_millis() as u64;
+    IocpOp {
+        header: OverlappedEntry::new(0, false),
+        vtable: &SLEEP,
+        payload: IocpOpPayload {
+            close: std::mem::ManuallyDrop::new(HandlePayload { offset, len: 0 }),
+        },
+    }
+}
+
+#[test]
+fn drop_waits_for_an_offloaded_op_within_the_limit() {
+    let counter = Rc::new(());
+    let mut d = driver();
+    let key = d.reserve().unwrap();
+    d.submit(key, sleep_op(Duration::from_millis(300))).unwrap();
+    d.cancel(key, keep_alive(&counter));
+    let start = Instant::now();
+    drop(d);
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "did not wait"
+    );
+    assert_eq!(Rc::strong_count(&counter), 1, "keep-alive freed once");
+}
+
+#[test]
+fn drop_gives_up_after_the_drain_limit_and_leaks() {
+    let counter = Rc::new(());
+    let mut d = driver();
+    d.drain_limit = Duration::from_millis(200);
+    let key = d.reserve().unwrap();
+    d.submit(key, sleep_op(Duration::from_secs(3))).unwrap();
+    d.cancel(key, keep_alive(&counter));
+    let leaks = crate::io::driver::leaked_drains();
+    let start = Instant::now();
+    drop(d);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(150),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "not bounded: {took:?}");
+    // The pool thread will still write the op: its memory and the
+    // keep-alive were leaked, not freed.
+    assert_eq!(Rc::strong_count(&counter), 2);
+    assert!(crate::io::driver::leaked_drains() > leaks);
 }
 
 #[test]

@@ -147,7 +147,7 @@ fn open_errors_map_to_kinds() {
 }
 
 #[test]
-fn opened_file_not_taken_is_closed_with_the_op() {
+fn opened_then_cancelled_hands_the_handle_to_the_hook() {
     let mut d = driver();
     let path = temp_path("untaken");
     let flags = OpenFlags {
@@ -164,12 +164,58 @@ fn opened_file_not_taken_is_closed_with_the_op() {
     )
     .unwrap();
     drain(&mut d);
-    // Completed, never polled: cancelling frees the op and closes the
-    // handle, so nothing holds the file and it can be deleted... and
-    // re-created with create_new.
-    d.cancel(key, None);
+    // Completed, never polled: cancelling hands the handle to the hook,
+    // and the driver does not close it.
+    let (out, hook) = record(());
+    d.cancel(key, hook);
     assert!(d.ops.is_empty());
+    let handle = out
+        .borrow_mut()
+        .take()
+        .expect("the hook got the output")
+        .res
+        .unwrap();
+    let data = b"through the hook's handle";
+    let w = op::WriteFixed {
+        fd: handle,
+        buf: data.as_ptr(),
+        len: data.len() as u32,
+        offset: 0,
+        fixed: None,
+    };
+    d.register_handle(handle).unwrap();
+    let key = submit(&mut d, w).unwrap();
+    assert_eq!(run(&mut d, key).res.unwrap(), data.len());
+    let key = submit(&mut d, op::Close { fd: handle }).unwrap();
+    run(&mut d, key).res.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
     std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn dropping_the_driver_closes_an_unread_opened_file() {
+    let path = temp_path("unread");
+    {
+        let mut d = driver();
+        let flags = OpenFlags {
+            write: true,
+            create: true,
+            ..OpenFlags::default()
+        };
+        submit(
+            &mut d,
+            op::Open {
+                path: path.clone(),
+                flags,
+            },
+        )
+        .unwrap();
+        drain(&mut d);
+    }
+    // The handle was closed: nothing holds the file, so it can be removed
+    // and created again with create_new.
+    std::fs::remove_file(&path).unwrap();
+    let mut d = driver();
     let again = OpenFlags {
         write: true,
         create_new: true,

@@ -126,7 +126,7 @@ fn cancel_pending_recv_frees_keep_alive_once() {
     let key = submit(&mut d, recv_desc(socket_fd(&server), &mut buf)).unwrap();
     // The buffer goes to the driver with the cancel (as `Op::drop` does).
     let buf = std::mem::ManuallyDrop::into_inner(buf);
-    let keep: Box<dyn Any> = Box::new((buf, counter.clone()));
+    let keep: KeepAlive = Box::new(KeepOnly((buf, counter.clone())));
     d.cancel(key, Some(keep));
     assert_eq!(
         Rc::strong_count(&counter),
@@ -156,10 +156,15 @@ fn cancel_after_completion_was_queued() {
     // cancel before it is dequeued: CancelIoEx finds nothing to cancel.
     std::thread::sleep(Duration::from_millis(50));
     let counter = Rc::new(());
-    d.cancel(key, keep_alive(&counter));
+    let (out, hook) = record(counter.clone());
+    d.cancel(key, hook);
     drain(&mut d);
     assert_eq!(Rc::strong_count(&counter), 1);
     assert!(d.ops.is_empty());
+    // The cancelled receive's bytes reach the hook.
+    let out = out.borrow_mut().take().expect("the hook got the output");
+    assert_eq!(out.res.unwrap(), 4);
+    assert_eq!(&buf[..4], b"late");
 }
 
 #[test]
@@ -172,10 +177,15 @@ fn cancel_partly_sent_send() {
     let key = submit(&mut d, send_desc(socket_fd(&client), &big)).unwrap();
     d.wait(Some(Duration::from_millis(100))).unwrap();
     let counter = Rc::new(());
-    d.cancel(key, Some(Box::new((big, counter.clone()))));
+    let (out, hook) = record((big, counter.clone()));
+    d.cancel(key, hook);
     drain(&mut d);
     assert_eq!(Rc::strong_count(&counter), 1);
     assert!(d.ops.is_empty());
+    // Aborted after moving some bytes: still an error (as on Linux, a
+    // cancelled send reports the cancellation, not a short count).
+    let out = out.borrow_mut().take().expect("the hook got the output");
+    assert!(out.res.is_err(), "{:?}", out.res);
 }
 
 #[test]
@@ -209,8 +219,25 @@ fn cancel_pending_accept_closes_its_socket() {
     drop(client);
 }
 
+/// Reads from `client` until end of stream, a reset, or 5 s: whether the
+/// server side of its connection was closed.
+fn peer_closed(client: &mut std::net::TcpStream) -> bool {
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 4];
+    match std::io::Read::read(client, &mut buf) {
+        Ok(0) => true,
+        Err(e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+        ),
+        Ok(_) => false,
+    }
+}
+
 #[test]
-fn accepted_but_cancelled_socket_is_closed_not_leaked() {
+fn accepted_then_cancelled_hands_socket_and_peer_to_the_hook() {
     let mut d = driver();
     let (listener, addr) = tcp_listener(&mut d);
     let key = submit(
@@ -223,23 +250,82 @@ fn accepted_but_cancelled_socket_is_closed_not_leaked() {
     .unwrap();
     let mut client = std::net::TcpStream::connect(addr).unwrap();
     // The AcceptEx succeeds and its packet is processed; the future then
-    // goes away without taking the socket.
+    // goes away without taking the socket: the hook gets it at once.
     drain(&mut d);
-    d.cancel(key, None);
+    let (out, hook) = record(());
+    d.cancel(key, hook);
     assert!(d.ops.is_empty());
-    // The server side was closed: the client sees end of stream (or a
-    // reset), not a read that blocks until the timeout.
+    let out = out.borrow_mut().take().expect("the hook got the output");
+    assert_eq!(out.addr, Some(client.local_addr().unwrap()));
+    // The driver no longer owns it: the connection is still open...
     client
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let mut buf = [0u8; 4];
-    match std::io::Read::read(&mut client, &mut buf) {
-        Ok(0) => {}
-        Err(e)
-            if e.kind() == io::ErrorKind::ConnectionReset
-                || e.kind() == io::ErrorKind::ConnectionAborted => {}
-        other => panic!("accepted socket leaked: client read gave {other:?}"),
+    let e = std::io::Read::read(&mut client, &mut buf).unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "{e:?}"
+    );
+    // ...until the hook's owner closes it.
+    // SAFETY: the output carries the accepted socket; we own it now.
+    drop(unsafe { crate::sys::socket_from_raw(out.res.unwrap()) });
+    assert!(peer_closed(&mut client), "accepted socket not closed");
+}
+
+#[test]
+fn accept_cancelled_while_a_client_connects_reports_what_happened() {
+    // Whichever way the race goes, the hook gets the real outcome: the
+    // connection (with its peer), or the abort.
+    for _ in 0..20 {
+        let mut d = driver();
+        let (listener, addr) = tcp_listener(&mut d);
+        let key = submit(
+            &mut d,
+            op::Accept {
+                fd: socket_fd(&listener),
+                ipv6: false,
+            },
+        )
+        .unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (out, hook) = record(());
+        d.cancel(key, hook);
+        drain(&mut d);
+        assert!(d.ops.is_empty());
+        let out = out.borrow_mut().take().expect("the hook got the output");
+        match out.res {
+            Ok(s) => {
+                assert_eq!(out.addr, Some(client.local_addr().unwrap()));
+                // SAFETY: handed over with the output.
+                drop(unsafe { crate::sys::socket_from_raw(s) });
+                assert!(peer_closed(&mut client));
+            }
+            Err(e) => assert_eq!(e.kind(), crate::io::op::cancelled().kind(), "{e:?}"),
+        }
     }
+}
+
+#[test]
+fn dropping_the_driver_closes_an_unread_accepted_socket() {
+    let mut d = driver();
+    let (listener, addr) = tcp_listener(&mut d);
+    submit(
+        &mut d,
+        op::Accept {
+            fd: socket_fd(&listener),
+            ipv6: false,
+        },
+    )
+    .unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    drain(&mut d);
+    // Completed, its output never read: the driver's drop closes it.
+    drop(d);
+    assert!(peer_closed(&mut client), "accepted socket leaked");
 }
 
 /// Completions per `GetQueuedCompletionStatusEx` call on a real workload:
