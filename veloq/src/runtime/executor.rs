@@ -25,7 +25,7 @@
 //! driver, which cancels and drains whatever is still in flight; the other
 //! workers do the same on their threads. Then their threads are joined.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -42,7 +42,7 @@ use super::join::JoinHandle;
 use super::scheduler::{Scheduler, Shared};
 use super::spawn_on::spawn_on_set;
 use super::workers::{self, Threads, WorkerSet};
-use crate::io::driver::{DriverConfig, PlatformDriver};
+use crate::io::driver::{self, DriverConfig, KeepAlive, OpKey, PlatformDriver};
 
 /// Tasks run between two passes through the driver.
 pub(crate) const TASK_BUDGET: usize = 128;
@@ -53,11 +53,38 @@ pub(crate) struct Core {
     pub(crate) scheduler: Scheduler,
     /// `None` once dropped (or in driver-less unit tests).
     driver: RefCell<Option<PlatformDriver>>,
+    /// Set when the driver, on drop, could not drain and leaked the memory
+    /// the kernel may still write: ops that outlive it leak their buffers
+    /// too.
+    driver_leaked: Cell<bool>,
+    /// The driver's failures: see [`wait`](Self::wait).
+    fault: DriverFault,
     /// This worker's index in `workers`.
     id: usize,
     /// Every worker of the runtime, this one included.
     workers: Arc<WorkerSet>,
 }
+
+/// What a [`Core`] remembers of its driver's failures.
+#[derive(Default)]
+struct DriverFault {
+    /// The first hard error the driver's `wait` returned; kept for good
+    /// (a driver that failed that way cannot be trusted to complete new
+    /// ops) and reported by [`Core::driver_fault`].
+    error: RefCell<Option<io::Error>>,
+    /// Whether `error` is set (checked on every op submission).
+    failed: Cell<bool>,
+    /// How long to sleep after the next failed `wait`: zero after a
+    /// success, then [`FAULT_BACKOFF_MIN`] doubling to
+    /// [`FAULT_BACKOFF_MAX`] while waits keep failing.
+    backoff: Cell<Duration>,
+}
+
+/// The first sleep after a failed driver `wait`.
+const FAULT_BACKOFF_MIN: Duration = Duration::from_millis(1);
+
+/// The longest sleep after a failed driver `wait`.
+const FAULT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 impl Core {
     /// Worker `id` of `workers`, around `driver` (`None` only in tests).
@@ -71,6 +98,8 @@ impl Core {
         Core {
             scheduler,
             driver: RefCell::new(driver),
+            driver_leaked: Cell::new(false),
+            fault: DriverFault::default(),
             id,
             workers,
         }
@@ -101,14 +130,89 @@ impl Core {
         driver.as_mut().map(f)
     }
 
-    /// One pass through the driver.
-    fn wait(&self, timeout: Option<Duration>) {
-        let res = self.with_driver(|d| crate::io::driver::Driver::wait(d, timeout));
-        match res {
-            Some(Ok(())) | None => {}
-            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Some(Err(e)) => panic!("veloq: the I/O driver failed: {e}"),
+    /// As [`with_driver`](Self::with_driver), but `None` also where the
+    /// driver is in use further up the stack (for destructors, which must
+    /// not panic).
+    pub(crate) fn with_driver_if_free<R>(
+        &self,
+        f: impl FnOnce(&mut PlatformDriver) -> R,
+    ) -> Option<R> {
+        self.driver.try_borrow_mut().ok()?.as_mut().map(f)
+    }
+
+    /// Cancels op `key` of this core's driver (its future was dropped),
+    /// handing it `keep`. Works from any runtime or none. Where the driver
+    /// is gone it has drained (`keep` is dropped) or leaked (`keep` is
+    /// leaked too); where it is busy further up the stack (a destructor
+    /// running inside a driver call), `keep` and the slot are leaked rather
+    /// than freed under the kernel.
+    pub(crate) fn cancel_op(&self, key: OpKey, keep: Option<KeepAlive>) {
+        let Ok(mut driver) = self.driver.try_borrow_mut() else {
+            std::mem::forget(keep);
+            return;
+        };
+        match driver.as_mut() {
+            Some(d) => driver::Driver::cancel(d, key, keep),
+            None if self.driver_leaked.get() => std::mem::forget(keep),
+            None => drop(keep),
         }
+    }
+
+    /// One pass through the driver. Its errors never panic and never end
+    /// the loop:
+    ///
+    /// - an interruption is no error;
+    /// - a shortage (`ENOMEM`, `ENOBUFS`, `EAGAIN`, `EBUSY`) is retried:
+    ///   the worker sleeps a little (1 ms, doubling to 100 ms while the
+    ///   waits keep failing) and the loop goes on;
+    /// - any other error is recorded, and every op submitted from then on
+    ///   fails with it ([`driver_fault`](Self::driver_fault)); the loop goes
+    ///   on with the same backoff, so that ops already in the kernel still
+    ///   complete where the driver can still reap them. Those are never
+    ///   resolved early: the kernel may still write their buffers.
+    fn wait(&self, timeout: Option<Duration>) {
+        let res = self.with_driver(|d| driver::Driver::wait(d, timeout));
+        let e = match res {
+            Some(Ok(())) | None => {
+                self.fault.backoff.set(Duration::ZERO);
+                return;
+            }
+            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => return,
+            Some(Err(e)) => e,
+        };
+        if !is_shortage(&e) {
+            let mut error = self.fault.error.borrow_mut();
+            if error.is_none() {
+                *error = Some(e);
+                self.fault.failed.set(true);
+            }
+        }
+        let backoff = self.fault.backoff.get().max(FAULT_BACKOFF_MIN);
+        self.fault.backoff.set((backoff * 2).min(FAULT_BACKOFF_MAX));
+        std::thread::sleep(backoff);
+    }
+
+    /// The hard error the driver's `wait` failed with, if it ever did: a
+    /// new op must fail with it rather than be submitted (see
+    /// [`wait`](Self::wait)).
+    /// Records `e` as the driver's hard failure (tests of what follows).
+    #[cfg(test)]
+    pub(crate) fn inject_fault(&self, e: io::Error) {
+        *self.fault.error.borrow_mut() = Some(e);
+        self.fault.failed.set(true);
+    }
+
+    #[inline]
+    pub(crate) fn driver_fault(&self) -> Option<io::Error> {
+        if !self.fault.failed.get() {
+            return None;
+        }
+        let error = self.fault.error.borrow();
+        let e = error.as_ref()?;
+        Some(match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), format!("veloq: the I/O driver failed: {e}")),
+        })
     }
 
     /// Runs a batch of tasks, then passes through the driver: without
@@ -129,11 +233,30 @@ impl Core {
     pub(crate) fn shutdown(&self) {
         self.scheduler.shutdown();
         let driver = self.driver.borrow_mut().take();
+        let leaks = driver::leaked_drains();
         drop(driver);
+        if driver::leaked_drains() != leaks {
+            // Possibly another thread's driver: leaking then is only
+            // wasteful, never unsound.
+            self.driver_leaked.set(true);
+        }
         // Dropping the driver may have released the last wakers of tasks
         // cancelled above; nothing may have been queued, but be thorough.
         self.scheduler.shutdown();
     }
+}
+
+/// Driver errors that mean "not now" rather than "broken": out of memory
+/// or another resource, busy, try again.
+fn is_shortage(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ENOBUFS) {
+        return true;
+    }
+    matches!(
+        e.kind(),
+        io::ErrorKind::OutOfMemory | io::ErrorKind::WouldBlock | io::ErrorKind::ResourceBusy
+    )
 }
 
 /// The main future's waker: a flag, plus a notification of the worker when
@@ -182,7 +305,7 @@ impl Wake for MainWaker {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Runtime {
-    core: Rc<Core>,
+    pub(crate) core: Rc<Core>,
     /// Workers `1..n`, if any.
     threads: Option<Threads>,
 }

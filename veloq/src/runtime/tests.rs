@@ -400,3 +400,29 @@ fn context_is_restored_after_leaving() {
     }
     assert!(!context::is_running());
 }
+
+#[test]
+fn ops_after_a_hard_driver_fault_fail_with_it_and_the_runtime_lives_on() {
+    let rt = crate::Runtime::new().unwrap();
+    rt.block_on(async {
+        let listener = crate::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = crate::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        rt.core
+            .inject_fault(std::io::Error::from_raw_os_error(libc_eio()));
+        let (res, _) = server.read(vec![0u8; 8]).await;
+        assert_eq!(res.unwrap_err().raw_os_error(), Some(libc_eio()));
+        // Timers (no op) still run.
+        crate::time::sleep(std::time::Duration::from_millis(5)).await;
+        drop(client);
+    });
+}
+
+/// `EIO`'s number on this platform.
+fn libc_eio() -> i32 {
+    #[cfg(unix)]
+    return libc::EIO;
+    #[cfg(windows)]
+    return 1117; // ERROR_IO_DEVICE
+}

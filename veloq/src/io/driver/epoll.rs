@@ -46,6 +46,16 @@
 //! between two waits; later ones are deferred to the next `wait` (as
 //! every op is on io_uring), which runs them without blocking.
 //!
+//! # Panics in wakers
+//!
+//! Completing an op wakes its task, and completing a cancelled one runs its
+//! hook: foreign code that may panic. Each such call is caught on its own
+//! (`settle`), so a panic never leaves the rest of an event batch, of a
+//! socket's waiters or of the pool's results unprocessed (a waiter left
+//! behind on an edge-triggered socket would wait for an edge that never
+//! comes). The first panic is kept and resumed once `wait` (timers
+//! included) or `process_completions` has finished its work.
+//!
 //! # Drop
 //!
 //! Dropping the driver frees every socket op at once and waits for the
@@ -59,7 +69,6 @@ mod fd_table;
 mod op;
 mod poller;
 mod socket;
-mod wake;
 
 #[cfg(test)]
 mod tests;
@@ -67,22 +76,23 @@ mod tests;
 use std::any::Any;
 use std::io;
 use std::mem;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::op_registry::{CancelAction, OpRegistry};
-use super::{Driver, DriverConfig, DriverStats, OpKey, TimerWheel, WakeHandle};
+use super::{Driver, DriverConfig, DriverStats, KeepAlive, OpKey, TimerWheel, WakeHandle};
 use crate::io::buf::pool;
 use crate::io::op::{self as desc, OpOutput};
 use crate::sys::RawFd;
 
+use super::eventfd::EventFdWaker;
 use blocking::{BlockingPool, Done, Job};
 use fd_table::{Dir, FdTable};
+use op::Attempt;
 pub(crate) use op::EpollOp;
-use op::{Attempt, NetOp};
 use poller::{Event, Poller, WAKE_TOKEN};
-use wake::EpollWaker;
 
 /// Socket ops that may complete inside `submit` between two waits (see
 /// the module docs). Well above what a busy server's turn submits (the
@@ -118,10 +128,13 @@ pub(crate) struct EpollDriver {
     fds: FdTable,
     registry: OpRegistry<EpollOp>,
     timers: TimerWheel,
-    waker: Arc<EpollWaker>,
+    waker: Arc<EventFdWaker>,
     pool: BlockingPool,
     /// Results taken from the pool (kept for its capacity).
     done: Vec<Done>,
+    /// The first panic caught while completing ops, resumed at the end of
+    /// the current (or next) `wait` / `process_completions`.
+    panic: Option<Box<dyn Any + Send>>,
     /// Socket ops whose first try waits for the next `wait`.
     deferred: Vec<OpKey>,
     /// Ops that may still complete inside `submit` before the next wait.
@@ -174,7 +187,45 @@ impl EpollDriver {
         self.in_flight -= 1;
         self.completions += 1;
         self.signals += 1;
-        self.registry.complete(key, out);
+        self.settle(key, out);
+    }
+
+    /// Hands `out` to the registry, which wakes the op's task (or, for a
+    /// cancelled op, runs its hook). A panic in there is caught and kept
+    /// for [`resume_panic`](Self::resume_panic): the caller goes on with
+    /// the rest of its batch.
+    fn settle(&mut self, key: OpKey, out: OpOutput) {
+        let registry = &mut self.registry;
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| registry.complete(key, out)))
+        {
+            self.keep_panic(payload);
+        }
+    }
+
+    /// Fires the due timers, finishing them all even if a waker panics
+    /// (the wheel takes each timer off its due list before waking it, so
+    /// every retry makes progress).
+    fn expire_timers(&mut self) {
+        let now = Instant::now();
+        while let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| self.timers.expire(now))) {
+            self.keep_panic(payload);
+        }
+    }
+
+    /// Keeps the first panic caught while completing ops (later ones are
+    /// dropped).
+    fn keep_panic(&mut self, payload: Box<dyn Any + Send>) {
+        if self.panic.is_none() {
+            self.panic = Some(payload);
+        }
+    }
+
+    /// Resumes the panic kept by [`keep_panic`](Self::keep_panic), now that
+    /// the batch and the work after it are done.
+    fn resume_panic(&mut self) {
+        if let Some(payload) = self.panic.take() {
+            panic::resume_unwind(payload);
+        }
     }
 
     /// `fd`'s `dir` side may be ready: retries its waiters in order until
@@ -217,7 +268,7 @@ impl EpollDriver {
     /// Handles one epoll event.
     fn on_event(&mut self, ev: Event) {
         if ev.token == WAKE_TOKEN {
-            self.waker.consume();
+            self.waker.drain();
             self.completions += 1;
             self.signals += 1;
             return;
@@ -270,45 +321,32 @@ impl EpollDriver {
             self.in_pool -= 1;
             self.in_flight -= 1;
             self.completions += 1;
-            let cancelled = self.registry.is_cancelled(d.key);
-            let Some(slot) = self.registry.get_mut(d.key) else {
-                continue;
-            };
-            let opens = matches!(slot.op, Some(EpollOp::InPool { opens: true }));
-            let out = if cancelled {
-                if let (true, Ok(fd)) = (opens, &d.res) {
-                    // Nobody will take the descriptor a cancelled open
-                    // created; close it rather than leak it.
-                    // SAFETY: the pool just opened `fd` for this op and
-                    // nothing else knows of it.
-                    unsafe { libc::close(*fd as RawFd) };
-                }
-                OpOutput {
-                    res: Ok(0),
-                    addr: None,
-                }
-            } else {
+            if !self.registry.is_cancelled(d.key) {
                 self.signals += 1;
-                OpOutput {
-                    res: d.res,
-                    addr: None,
-                }
+            }
+            // A cancelled op's output (an opened descriptor included) goes
+            // to its hook.
+            let out = OpOutput {
+                res: d.res,
+                addr: None,
             };
-            self.registry.complete(d.key, out);
+            self.settle(d.key, out);
         }
         self.done = done;
     }
 
     /// One `epoll_wait` (bounded by `timeout`) and everything it and the
-    /// pool reported.
+    /// pool reported. Should the wait fail, the pool's results are still
+    /// taken.
     fn poll_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let n = self.poller.wait(timeout)?;
+        let res = self.poller.wait(timeout);
+        let n = res.as_ref().map_or(0, |&n| n);
         for i in 0..n {
             let ev = self.poller.event(i);
             self.on_event(ev);
         }
         self.reap_pool();
-        Ok(())
+        res.map(|_| ())
     }
 
     /// Unregisters and frees buffer pools that died during `call` (pools
@@ -321,7 +359,7 @@ impl EpollDriver {
 
     /// Cancels a socket op that is waiting or deferred: no kernel call is
     /// in flight, so its slot and keep-alive are freed at once.
-    fn cancel_net(&mut self, key: OpKey, fd: RawFd, dir: Dir, keep_alive: Option<Box<dyn Any>>) {
+    fn cancel_net(&mut self, key: OpKey, fd: RawFd, dir: Dir, keep_alive: Option<KeepAlive>) {
         if self.registry.cancel(key, keep_alive) != CancelAction::CancelInKernel {
             return;
         }
@@ -356,7 +394,7 @@ impl Driver for EpollDriver {
 
     fn new(config: &DriverConfig) -> io::Result<Self> {
         let poller = Poller::new(config.entries.clamp(64, 4096) as usize)?;
-        let waker = EpollWaker::new()?;
+        let waker = EventFdWaker::new(true)?;
         poller.add_waker(waker.fd())?;
         let pool = BlockingPool::new(
             config.max_blocking_threads,
@@ -371,6 +409,7 @@ impl Driver for EpollDriver {
             waker,
             pool,
             done: Vec::new(),
+            panic: None,
             deferred: Vec::new(),
             eager_left: EAGER_BUDGET,
             in_pool: 0,
@@ -413,12 +452,12 @@ impl Driver for EpollDriver {
             }
             EpollOp::Blocking(b) => {
                 let slot = self.registry.get_mut(key).expect("checked above");
-                slot.op = Some(EpollOp::InPool { opens: b.opens() });
+                slot.op = Some(EpollOp::InPool);
                 self.in_flight += 1;
                 self.in_pool += 1;
                 self.pool.execute(Job::new(key, b));
             }
-            EpollOp::InPool { .. } => {
+            EpollOp::InPool => {
                 self.registry.release(key);
                 return Err(io::Error::other(
                     "veloq: submit of an op already in the pool",
@@ -432,22 +471,9 @@ impl Driver for EpollDriver {
         self.registry.poll(key, cx)
     }
 
-    fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) {
+    fn cancel(&mut self, key: OpKey, keep_alive: Option<KeepAlive>) {
         // Keep-alives are dropped in here.
         let call = pool::driver_call();
-        if let Some(slot) = self.registry.get_mut(key) {
-            let creates_fd = matches!(
-                slot.op,
-                Some(EpollOp::Net(NetOp::Accept { .. }) | EpollOp::InPool { opens: true })
-            );
-            if let (true, Some(OpOutput { res: Ok(fd), .. })) = (creates_fd, slot.output()) {
-                // The accept/open completed but its future is gone: nobody
-                // will take the descriptor, so close it.
-                // SAFETY: the op created `fd` and only its (now dropped)
-                // future would have adopted it.
-                unsafe { libc::close(*fd as RawFd) };
-            }
-        }
         let net = match self.registry.get_mut(key).map(|s| s.op.as_ref()) {
             None => None,
             Some(None) => {
@@ -481,13 +507,7 @@ impl Driver for EpollDriver {
         let signals = self.signals;
         self.run_deferred();
         let now = Instant::now();
-        let deadline = match (
-            timeout.and_then(|t| now.checked_add(t)),
-            self.timers.next_deadline(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = self.timers.wait_deadline(now, timeout);
         let busy = self.signals != signals || !self.deferred.is_empty();
         let res = if busy || deadline.is_some_and(|d| d <= now) {
             self.poll_once(Some(Duration::ZERO))
@@ -506,8 +526,9 @@ impl Driver for EpollDriver {
             }
             res
         };
-        self.timers.expire(Instant::now());
+        self.expire_timers();
         self.release_deferred_pools(call);
+        self.resume_panic();
         res
     }
 
@@ -518,6 +539,7 @@ impl Driver for EpollDriver {
         // A failed wait leaves the events for the next call.
         let _ = self.poll_once(Some(Duration::ZERO));
         self.release_deferred_pools(call);
+        self.resume_panic();
         (self.completions - before) as usize
     }
 

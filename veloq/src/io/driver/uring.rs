@@ -20,8 +20,7 @@
 //! the spot). `wait` submits everything queued and waits for at least one
 //! completion in the same syscall, bounded by the earlier of the caller's
 //! timeout and the timer wheel's next deadline. Then every CQE is
-//! processed and due timers fire. `ETIME`, `EINTR`, `EBUSY` and `EAGAIN`
-//! from the enter are not errors: the turn just ends early.
+//! processed and due timers fire.
 //!
 //! The deadline goes to the kernel as the enter's own timeout
 //! (`IORING_ENTER_EXT_ARG`, Linux 5.11) where available: exact, no extra
@@ -35,6 +34,40 @@
 //! the deadline has not passed, `wait` enters again (at most
 //! `NOISE_RETRIES` times), so it returns on an op completion, a wake or a
 //! due deadline.
+//!
+//! # Faults
+//!
+//! - `ETIME` and `EINTR` from an enter are not errors: the turn just ends
+//!   early (a blocking `wait` reaps and enters again).
+//! - `EBUSY` and `EAGAIN` (the kernel wants the CQ drained first, or has
+//!   no memory for new requests right now) are retried after reaping
+//!   while reaping makes progress. A blocking `wait` in which neither the
+//!   enter nor the reap moved anything returns the error, and the executor
+//!   backs off before it waits again.
+//! - A full SQ is submitted on the spot. Should the kernel take nothing,
+//!   its completions are collected and the push retried, then with a short
+//!   backoff once nothing moves at all, for up to [`PUSH_STALL_LIMIT`]; only
+//!   then does the op fail, with the kernel's error (never `WouldBlock`),
+//!   and so do later pushes into the full SQ, without the wait, until the
+//!   kernel takes a submission again.
+//! - A full CQ loses no completion. Every kernel the ops run on (5.6+) has
+//!   `IORING_FEAT_NODROP` (`setup` refuses a ring without it): the kernel
+//!   keeps the excess on its overflow list and raises
+//!   `IORING_SQ_CQ_OVERFLOW`, and `reap` then enters with `GETEVENTS` to
+//!   move it into the emptied CQ, again until the list is empty (at most
+//!   [`OVERFLOW_FLUSHES`] times per reap; the next turn goes on). The
+//!   ring's overflow counter only counts completions the kernel had to
+//!   drop (no memory even for the overflow list); the tests assert it
+//!   stays 0.
+//! - Hard errors (`ENOMEM`, a dropped completion's `EBADR`, anything
+//!   unexpected) are returned from `wait`, never panicked on; the timers
+//!   still fire and the completions already posted are still processed.
+//! - A waker (or a cancelled op's hook) that panics while a batch of CQEs
+//!   is processed loses nothing: the panic is caught, the rest of the
+//!   batch, the wake re-arm, the released buffer pools and the timers are
+//!   finished, and the first panic is resumed when `wait` or
+//!   `process_completions` returns. A panic caught where no such call is
+//!   on the stack (a reap inside `submit`'s push) waits for the next one.
 //!
 //! # Wakes and fixed buffers
 //!
@@ -67,7 +100,6 @@ mod deadline;
 mod drain;
 mod op;
 mod setup;
-mod wake;
 
 #[cfg(test)]
 mod tests;
@@ -75,6 +107,7 @@ mod tests;
 use std::any::Any;
 use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -82,16 +115,16 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
 use super::op_registry::{CancelAction, OpRegistry};
-use super::{Driver, DriverConfig, DriverStats, OpKey, TimerWheel, WakeHandle};
+use super::{Driver, DriverConfig, DriverStats, KeepAlive, OpKey, TimerWheel, WakeHandle};
 use crate::io::buf::pool;
 use crate::io::op::OpOutput;
 use crate::sys::RawFd;
 
+use super::eventfd::EventFdWaker;
 use buf_table::{BufTable, TABLE_SLOTS};
 use deadline::Deadlines;
 pub(crate) use op::UringOp;
 pub(crate) use setup::SetupLevel;
-use wake::EventFdWaker;
 
 /// How long a dropping driver waits for the kernel to report the ops it
 /// cancelled before it leaks their memory instead.
@@ -128,6 +161,17 @@ const NOISE_RETRIES: usize = 8;
 /// CQEs copied out of the ring per batch.
 const CQE_BATCH: usize = 64;
 
+/// Overflow flushes (enters that move the kernel's overflow list into the
+/// CQ) one `reap` makes at most; the next turn continues.
+const OVERFLOW_FLUSHES: usize = 256;
+
+/// How long `push` keeps retrying a full SQ that the kernel refuses to
+/// take while no completion arrives either, before it fails the op.
+const PUSH_STALL_LIMIT: Duration = Duration::from_millis(500);
+
+/// The longest single sleep of `push`'s backoff.
+const PUSH_BACKOFF_MAX: Duration = Duration::from_millis(50);
+
 /// The io_uring driver; see the module docs.
 ///
 /// `!Send`: the ring may be set up with SINGLE_ISSUER and the registry
@@ -157,6 +201,14 @@ pub(crate) struct UringDriver {
     buf_table: Option<BufTable>,
     /// Set by `drop`: no more re-arming.
     closing: bool,
+    /// The first panic caught while processing completions, resumed at the
+    /// end of the current (or next) `wait` / `process_completions`.
+    panic: Option<Box<dyn Any + Send>>,
+    /// Set when a push gave up on a full SQ the kernel kept refusing;
+    /// cleared once the SQ has room again.
+    push_stalled: bool,
+    /// Submissions the kernel refused (see `after_refusal`).
+    refusals: u32,
     completions: u64,
     wait_calls: u64,
     in_flight: usize,
@@ -182,7 +234,7 @@ impl UringDriver {
             level,
             registry: OpRegistry::new(),
             timers: TimerWheel::new(Instant::now()),
-            waker: EventFdWaker::new()?,
+            waker: EventFdWaker::new(false)?,
             wake_buf: ManuallyDrop::new(Box::new(0)),
             wake_armed: false,
             wake_rearm: false,
@@ -192,6 +244,9 @@ impl UringDriver {
             signals: 0,
             buf_table,
             closing: false,
+            panic: None,
+            push_stalled: false,
+            refusals: 0,
             completions: 0,
             wait_calls: 0,
             in_flight: 0,
@@ -221,37 +276,85 @@ impl UringDriver {
 
     /// Queues `entry`, submitting the SQ to the kernel when it is full.
     ///
+    /// Should the kernel take nothing from a full SQ (`EBUSY`, `EAGAIN`),
+    /// the completions it has are collected and the push retried, at once
+    /// while that makes progress, else after a short sleep, for up to
+    /// [`PUSH_STALL_LIMIT`] without progress; then the kernel's error is
+    /// returned (see the module docs).
+    ///
     /// # Safety
     ///
     /// Every pointer in `entry` must stay valid (and the memory it points
     /// at unmoved) until the entry's CQE has been processed.
     unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
-        for _ in 0..8 {
+        let mut stalled = Duration::ZERO;
+        let mut backoff = Duration::from_millis(1);
+        loop {
             // SAFETY: the caller guarantees the entry's memory outlives the
             // op.
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                // Room in the SQ: the kernel took submissions since any
+                // stall.
+                self.push_stalled = false;
                 return Ok(());
             }
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if is_transient(&e) => {
-                    // The kernel wants the CQ drained first.
-                    self.enter(0)?;
-                    self.reap();
-                }
+            let refused = match self.ring.submit() {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => io::Error::other("veloq: io_uring took no submission from a full SQ"),
+                Err(e) if is_interruption(&e) || is_retryable(&e) => e,
                 Err(e) => return Err(e),
+            };
+            // The kernel wants its completions collected first (the CQ
+            // and its overflow list drained), or memory that completing
+            // requests gives back.
+            self.after_refusal();
+            if self.reap() > 0 {
+                stalled = Duration::ZERO;
+                backoff = Duration::from_millis(1);
+                continue;
             }
+            // Once a push gave up, the next ones do not wait again while
+            // the SQ stays full.
+            if self.push_stalled || stalled >= PUSH_STALL_LIMIT {
+                self.push_stalled = true;
+                return Err(stall_error(refused));
+            }
+            std::thread::sleep(backoff);
+            stalled += backoff;
+            backoff = (backoff * 2).min(PUSH_BACKOFF_MAX);
         }
-        Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            "io_uring submission queue stays full",
-        ))
     }
 
     /// Submits everything queued and, with `GETEVENTS`, runs deferred
-    /// completion work; waits for `min_complete` completions.
+    /// completion work, moves the CQ overflow list into the CQ and waits
+    /// for `min_complete` completions. `ETIME` and `EINTR` are not errors;
+    /// `EBUSY` and `EAGAIN` are (see [`is_retryable`]): the submission was
+    /// refused and the wait did not happen.
     fn enter(&mut self, min_complete: u32) -> io::Result<()> {
         let to_submit = self.ring.submission().len() as u32;
+        self.enter_with(to_submit, min_complete)
+    }
+
+    /// Completion work alone: posts deferred completions and moves the
+    /// overflow list into the CQ, submitting nothing (so that a refused
+    /// submission cannot skip it) and without waiting.
+    fn get_events(&mut self) -> io::Result<()> {
+        self.enter_with(0, 0)
+    }
+
+    /// After the kernel refused a submission (`EBUSY`, `EAGAIN`): runs the
+    /// completion work the refusal skipped, so that the reap that follows
+    /// finds what is done. After every other refusal only: a fault that
+    /// recurs every other syscall (as injected ones do) must not meet
+    /// every retried submission.
+    fn after_refusal(&mut self) {
+        self.refusals = self.refusals.wrapping_add(1);
+        if self.refusals % 2 == 1 {
+            let _ = self.get_events();
+        }
+    }
+
+    fn enter_with(&mut self, to_submit: u32, min_complete: u32) -> io::Result<()> {
         // SAFETY: no extended argument is passed; every queued SQE was
         // pushed through `push`, whose callers keep its memory alive.
         let res = unsafe {
@@ -264,7 +367,7 @@ impl UringDriver {
         };
         match res {
             Ok(_) => Ok(()),
-            Err(e) if is_transient(&e) => Ok(()),
+            Err(e) if is_interruption(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -288,7 +391,7 @@ impl UringDriver {
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
-            Err(e) if is_transient(&e) => Ok(()),
+            Err(e) if is_interruption(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -315,21 +418,29 @@ impl UringDriver {
         Ok(())
     }
 
-    /// Processes every CQE in the ring; returns how many.
+    /// Processes every CQE in the ring, and what a full CQ left on the
+    /// kernel's overflow list; returns how many.
     fn reap(&mut self) -> usize {
         // Cancelled ops' keep-alives are dropped in here.
         let call = pool::driver_call();
         let mut total = 0;
+        let mut flushes = 0;
         loop {
             let mut buf = [const { MaybeUninit::<cqueue::Entry>::uninit() }; CQE_BATCH];
             let batch = self.ring.completion().fill(&mut buf);
             if batch.is_empty() {
+                // Completions that did not fit wait on the overflow list
+                // until an enter moves them into the (now empty) CQ.
+                if flushes < OVERFLOW_FLUSHES && self.ring.submission().cq_overflow() {
+                    flushes += 1;
+                    if self.get_events().is_ok() && !self.ring.completion().is_empty() {
+                        continue;
+                    }
+                }
                 break;
             }
             total += batch.len();
-            for cqe in batch.iter() {
-                self.on_cqe(cqe.user_data(), cqe.result());
-            }
+            self.process_batch(batch);
         }
         if self.wake_rearm && !self.closing {
             self.wake_rearm = false;
@@ -338,6 +449,67 @@ impl UringDriver {
         }
         self.release_deferred_pools(call);
         total
+    }
+
+    /// Handles every CQE of `batch`. A panic (a waker's, a hook's) is
+    /// caught and kept for [`resume_panic`](Self::resume_panic), and the
+    /// batch goes on with the next CQE: the CQEs are copies already taken
+    /// off the ring, so one left unhandled would be lost for good.
+    fn process_batch(&mut self, batch: &[cqueue::Entry]) {
+        let mut next = 0;
+        while next < batch.len() {
+            // One catch per batch on the common path; after a panic, a new
+            // one for the rest.
+            let res = panic::catch_unwind(AssertUnwindSafe(|| {
+                while let Some(cqe) = batch.get(next) {
+                    next += 1;
+                    self.on_cqe(cqe.user_data(), cqe.result());
+                }
+            }));
+            if let Err(payload) = res {
+                self.keep_panic(payload);
+            }
+        }
+    }
+
+    /// Fires the due timers, finishing them all even if a waker panics
+    /// (the wheel takes each timer off its due list before waking it, so
+    /// every retry makes progress).
+    fn expire_timers(&mut self) {
+        let now = Instant::now();
+        while let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| self.timers.expire(now))) {
+            self.keep_panic(payload);
+        }
+    }
+
+    /// Keeps the first panic caught while processing completions (later
+    /// ones are dropped).
+    fn keep_panic(&mut self, payload: Box<dyn Any + Send>) {
+        if self.panic.is_none() {
+            self.panic = Some(payload);
+        }
+    }
+
+    /// Resumes the panic kept by [`keep_panic`](Self::keep_panic), now that
+    /// the batch and the work after it are done.
+    fn resume_panic(&mut self) {
+        if let Some(payload) = self.panic.take() {
+            panic::resume_unwind(payload);
+        }
+    }
+
+    /// Whether the kernel keeps CQEs that overflow the CQ
+    /// (`IORING_FEAT_NODROP`; `setup` refuses a ring without it).
+    #[cfg(test)]
+    pub(crate) fn has_nodrop(&self) -> bool {
+        self.ring.params().is_feature_nodrop()
+    }
+
+    /// Completions the kernel dropped because neither the CQ nor its
+    /// overflow list could take them (the ring's overflow counter).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn dropped_completions(&mut self) -> u32 {
+        self.ring.completion().overflow()
     }
 
     /// Unregisters and frees the buffer pools that died during `call`
@@ -378,22 +550,12 @@ impl UringDriver {
         let signals = &mut self.signals;
         self.registry.complete_with(key, |op, cancelled| {
             *in_flight -= 1;
-            if cancelled {
-                if let Some(fd) = op.created_fd(res) {
-                    // Nobody will take the handle a cancelled accept/open
-                    // created; close it rather than leak it.
-                    // SAFETY: the kernel just created `fd` for this op and
-                    // nothing else knows of it.
-                    unsafe { libc::close(fd) };
-                }
-                OpOutput {
-                    res: Ok(0),
-                    addr: None,
-                }
-            } else {
+            if !cancelled {
                 *signals += 1;
-                op.output(res)
             }
+            // A cancelled op's output goes to its hook, which owns what
+            // the op produced (bytes, a created descriptor).
+            op.output(res)
         });
     }
 
@@ -409,12 +571,31 @@ impl UringDriver {
     }
 }
 
-/// Enter results that end a turn early but are not failures.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-    )
+/// Enter results that end a turn early but are not failures: the wait's
+/// own timeout, a signal.
+fn is_interruption(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR))
+}
+
+/// Enter results where the kernel refused the submission for now: the CQ
+/// must be drained first (`EBUSY`), or it has no memory for requests
+/// (`EAGAIN`). Worth retrying once completions have been collected.
+fn is_retryable(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
+}
+
+/// The error of a push that stayed refused for [`PUSH_STALL_LIMIT`]: the
+/// kernel's, but never `WouldBlock` (an `EAGAIN` here means the kernel is
+/// out of memory for requests).
+fn stall_error(refused: io::Error) -> io::Error {
+    if refused.raw_os_error() == Some(libc::EAGAIN) {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "veloq: io_uring refused new requests (EAGAIN) for too long",
+        )
+    } else {
+        refused
+    }
 }
 
 impl Driver for UringDriver {
@@ -461,20 +642,10 @@ impl Driver for UringDriver {
         self.registry.poll(key, cx)
     }
 
-    fn cancel(&mut self, key: OpKey, keep_alive: Option<Box<dyn Any>>) {
-        // An op that already completed drops `keep_alive` in here.
+    fn cancel(&mut self, key: OpKey, keep_alive: Option<KeepAlive>) {
+        // An op that already completed runs its hook (and drops its
+        // keep-alive) in here.
         let call = pool::driver_call();
-        if let Some(slot) = self.registry.get_mut(key) {
-            if let (Some(op), Some(OpOutput { res: Ok(n), .. })) = (&slot.op, slot.output()) {
-                if let Some(fd) = op.created_fd(*n as i32) {
-                    // The accept/open completed but its future is gone:
-                    // nobody will take the descriptor, so close it.
-                    // SAFETY: the kernel created `fd` for this op and only
-                    // its (now dropped) future would have adopted it.
-                    unsafe { libc::close(fd) };
-                }
-            }
-        }
         if self.registry.get_mut(key).is_some_and(|s| s.op.is_none()) {
             self.registry.free(key);
         } else if self.registry.cancel(key, keep_alive) == CancelAction::CancelInKernel {
@@ -486,27 +657,33 @@ impl Driver for UringDriver {
     fn flush(&mut self) -> io::Result<()> {
         match self.ring.submit() {
             Ok(_) => Ok(()),
-            Err(e) if is_transient(&e) => Ok(()),
+            // What the kernel refused stays queued for the next `wait`.
+            Err(e) if is_interruption(&e) || is_retryable(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        if !self.wake_armed {
-            self.arm_wake()?;
-        }
-        let now = Instant::now();
-        let deadline = match (
-            timeout.and_then(|t| now.checked_add(t)),
-            self.timers.next_deadline(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // Without the wake read a blocking wait could miss a wake: should
+        // arming fail, this turn does not block.
+        let mut res = if self.wake_armed {
+            Ok(())
+        } else {
+            self.arm_wake()
         };
-        let block = deadline.is_none_or(|d| d > now) && self.ring.completion().is_empty();
+        let now = Instant::now();
+        let deadline = self.timers.wait_deadline(now, timeout);
+        let block =
+            res.is_ok() && deadline.is_none_or(|d| d > now) && self.ring.completion().is_empty();
         if !block {
             if self.needs_enter() {
-                self.enter(0)?;
+                match self.enter(0) {
+                    Ok(()) => {}
+                    // Refused for now: the completions are collected below
+                    // and the submission is retried next turn.
+                    Err(e) if is_retryable(&e) => self.after_refusal(),
+                    Err(e) => res = res.and(Err(e)),
+                }
             }
             self.reap();
         } else {
@@ -514,19 +691,33 @@ impl Driver for UringDriver {
             for _ in 0..NOISE_RETRIES {
                 self.wait_calls += 1;
                 let signals = self.signals;
-                match deadline {
-                    Some(at) => self.enter_until(at)?,
-                    None => self.enter(1)?,
+                let entered = match deadline {
+                    Some(at) => self.enter_until(at),
+                    None => self.enter(1),
+                };
+                let retryable = matches!(&entered, Err(e) if is_retryable(e));
+                if retryable {
+                    // A refused submission skips the wait too.
+                    self.after_refusal();
                 }
-                self.reap();
+                let reaped = self.reap();
+                if let Err(e) = entered {
+                    if !retryable || reaped == 0 {
+                        // Nothing moved: the executor backs off (or hears
+                        // of the fault) rather than spin here.
+                        res = Err(e);
+                        break;
+                    }
+                }
                 let due = deadline.is_some_and(|d| Instant::now() >= d);
                 if self.signals != signals || due {
                     break;
                 }
             }
         }
-        self.timers.expire(Instant::now());
-        Ok(())
+        self.expire_timers();
+        self.resume_panic();
+        res
     }
 
     fn process_completions(&mut self) -> usize {
@@ -534,12 +725,14 @@ impl Driver for UringDriver {
             let sq = self.ring.submission();
             sq.taskrun() || sq.cq_overflow()
         };
-        if pending {
-            // Runs deferred completion work without waiting; a failure
-            // leaves the work for the next `wait`.
-            let _ = self.enter(0);
+        if pending && self.enter(0).is_err() {
+            // A refused submission skips the completion work; run it
+            // alone. A failure leaves the work for the next `wait`.
+            self.after_refusal();
         }
-        self.reap()
+        let n = self.reap();
+        self.resume_panic();
+        n
     }
 
     fn wake_handle(&self) -> WakeHandle {

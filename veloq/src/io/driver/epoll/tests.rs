@@ -4,6 +4,7 @@
 //! readiness and cancellation; `lifecycle`: the blocking pool, wakes,
 //! timers and drop).
 
+mod faults;
 mod lifecycle;
 mod net;
 

@@ -26,6 +26,12 @@
 //! - SINGLE_ISSUER (and so DEFER_TASKRUN) ties the ring to the thread that
 //!   created it: only that thread may submit or register. The driver is
 //!   `!Send`, which keeps it there.
+//!
+//! Whatever the level, the ring must have `IORING_FEAT_NODROP` (Linux
+//! 5.5): without it the kernel drops the completions that do not fit in
+//! the CQ, and an op whose completion is dropped never lets go of its
+//! buffer. Every kernel with the ops the driver uses (5.6) has it, so a
+//! ring without it is refused as unsupported.
 
 use std::io;
 
@@ -98,6 +104,13 @@ pub(crate) fn build_ring(entries: u32, best: SetupLevel) -> io::Result<(IoUring,
     let mut last_err = None;
     for level in SetupLevel::ALL.into_iter().filter(|l| *l <= best) {
         match level.build(entries) {
+            Ok(ring) if !ring.params().is_feature_nodrop() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "veloq: this kernel's io_uring drops completions when the CQ is full \
+                     (no IORING_FEAT_NODROP, Linux < 5.5)",
+                ));
+            }
             Ok(ring) => return Ok((ring, level)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
             Err(e) => return Err(e),

@@ -2,6 +2,7 @@
 //! to a `UringDriver` with a counting waker, no executor involved. Shared
 //! helpers live here; the tests are grouped by concern.
 
+mod faults;
 mod lifecycle;
 mod ops;
 mod wait;
