@@ -181,3 +181,263 @@ pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'stat
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {secs}s"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Ownership and cancellation helpers (issue 9 tests).
+
+/// Polls `fut` once with the calling task's context and returns the
+/// result, without waiting: a way to get an op submitted (and its future
+/// kept, pending, to drop later) from inside a runtime.
+pub async fn poll_once<F: std::future::Future + ?Sized>(
+    mut fut: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await
+}
+
+/// Under `rt`: makes a future with `make`, polls it once (it must be
+/// pending), lets the driver run a few turns so its op reaches the kernel
+/// (or its timer the wheel), and hands it back, still pending, to be
+/// dropped or polled elsewhere.
+// Handing a pending future out of `block_on` is the point here.
+#[allow(clippy::async_yields_async)]
+pub fn pending_on<F: std::future::Future>(
+    rt: &veloq::Runtime,
+    make: impl FnOnce() -> F,
+) -> std::pin::Pin<Box<F>> {
+    rt.block_on(async {
+        let mut fut = Box::pin(make());
+        assert!(
+            poll_once(fut.as_mut()).await.is_pending(),
+            "the future must be pending after its first poll"
+        );
+        veloq::time::sleep(std::time::Duration::from_millis(5)).await;
+        fut
+    })
+}
+
+impl CountedBuf {
+    /// A buffer holding `data` (e.g. for a write) that bumps `drops` when
+    /// dropped.
+    pub fn with_bytes(data: Vec<u8>, drops: &Arc<AtomicUsize>) -> CountedBuf {
+        CountedBuf {
+            data,
+            drops: drops.clone(),
+        }
+    }
+}
+
+/// Waits (through the runtime's timers, up to `limit`) until `done()`
+/// holds; returns whether it did.
+pub async fn eventually(mut done: impl FnMut() -> bool, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        veloq::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    true
+}
+
+/// A connected loopback pair of blocking `std` streams (client, server),
+/// made without a runtime.
+pub fn std_tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    (client, server)
+}
+
+/// The byte at `offset` of an endless stream in which every byte depends
+/// on its absolute position: a lost, repeated or reordered stretch shows
+/// up at its first byte.
+pub fn stream_byte(offset: u64) -> u8 {
+    (offset.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
+}
+
+/// A small deterministic xorshift generator (tests need no crate for it).
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed` (any value).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next value in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// What `guarded` buffers are filled with when dropped.
+pub const POISON: u8 = 0xEE;
+
+/// Read buffers cut from a leaked arena, to see whether the kernel writes
+/// into a buffer after it was dropped without that write landing in freed
+/// heap memory: each [`GuardedBuf`] fills its window with [`POISON`] when
+/// dropped, so any other byte found there later was written after the
+/// drop. Each window also counts its drops.
+pub struct GuardArena {
+    /// Start of the leaked arena (never freed).
+    base: usize,
+    slot_len: usize,
+    drops: Arc<Vec<AtomicUsize>>,
+}
+
+impl GuardArena {
+    /// `slots` zeroed windows of `slot_len` bytes each. The memory is
+    /// leaked on purpose: a late kernel write must never hit freed memory.
+    pub fn new(slots: usize, slot_len: usize) -> GuardArena {
+        let arena: &'static mut [u8] = Box::leak(vec![0u8; slots * slot_len].into_boxed_slice());
+        GuardArena {
+            base: arena.as_mut_ptr() as usize,
+            slot_len,
+            drops: Arc::new((0..slots).map(|_| AtomicUsize::new(0)).collect()),
+        }
+    }
+
+    /// The buffer for window `i` (hand each window out once).
+    pub fn buf(&self, i: usize) -> GuardedBuf {
+        assert!(i < self.drops.len());
+        GuardedBuf {
+            ptr: (self.base + i * self.slot_len) as *mut u8,
+            len: self.slot_len,
+            init: 0,
+            index: i,
+            drops: self.drops.clone(),
+        }
+    }
+
+    /// How often window `i`'s buffer was dropped.
+    pub fn drops(&self, i: usize) -> usize {
+        self.drops[i].load(Ordering::SeqCst)
+    }
+
+    /// A copy of window `i`.
+    pub fn window(&self, i: usize) -> Vec<u8> {
+        let ptr = (self.base + i * self.slot_len) as *const u8;
+        (0..self.slot_len)
+            // SAFETY: the window lies inside the leaked arena, valid for
+            // the whole run; volatile because the kernel may write there.
+            .map(|j| unsafe { std::ptr::read_volatile(ptr.add(j)) })
+            .collect()
+    }
+
+    /// Panics if the kernel wrote into a window after its buffer was
+    /// dropped (the window holds something other than [`POISON`]), or if
+    /// any buffer was dropped more than once.
+    pub fn assert_no_write_after_drop(&self, what: &str) {
+        for i in 0..self.drops.len() {
+            let drops = self.drops(i);
+            assert!(drops <= 1, "{what}: buffer {i} dropped {drops} times");
+            if drops == 1 {
+                if let Some(at) = self.window(i).iter().position(|&b| b != POISON) {
+                    panic!(
+                        "{what}: the kernel wrote into buffer {i} (at byte {at}) after the \
+                         buffer was dropped: a freed buffer was written"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Panics unless every buffer was dropped exactly once.
+    pub fn assert_each_dropped_once(&self, what: &str) {
+        for i in 0..self.drops.len() {
+            assert_eq!(self.drops(i), 1, "{what}: drops of buffer {i}");
+        }
+    }
+}
+
+/// A read buffer over one window of a [`GuardArena`].
+pub struct GuardedBuf {
+    ptr: *mut u8,
+    len: usize,
+    init: usize,
+    index: usize,
+    drops: Arc<Vec<AtomicUsize>>,
+}
+
+impl GuardedBuf {
+    /// The initialised bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + init` lies in the leaked arena and was
+        // initialised (the arena was zeroed when made).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.init) }
+    }
+}
+
+impl Drop for GuardedBuf {
+    fn drop(&mut self) {
+        // SAFETY: the window lies inside the leaked arena, valid for the
+        // whole run.
+        unsafe { std::ptr::write_bytes(self.ptr, POISON, self.len) };
+        self.drops[self.index].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: `ptr` points to `len` bytes of a leaked arena that is never
+// freed, so the memory stays valid and in place wherever the value moves;
+// the arena was zero-filled, so every byte is initialised.
+unsafe impl IoBuf for GuardedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.ptr
+    }
+    fn bytes_init(&self) -> usize {
+        self.init
+    }
+    fn bytes_total(&self) -> usize {
+        self.len
+    }
+}
+
+// SAFETY: as above; the window is writable.
+unsafe impl IoBufMut for GuardedBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        self.init = self.init.max(pos.min(self.len));
+    }
+}
+
+/// The panic message carried by a caught panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}
+
+/// Runs `f`, expecting it to panic because something was used under a
+/// runtime it does not belong to; returns the message. Panics (failing
+/// the test) if `f` returns, or if the message does not say a runtime is
+/// the problem.
+pub fn expect_wrong_runtime_panic<R>(what: &str, f: impl FnOnce() -> R) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(_) => panic!("{what}: used under another runtime, it did not panic"),
+        Err(payload) => {
+            let msg = panic_message(&*payload);
+            assert!(
+                is_wrong_runtime_message(&msg),
+                "{what}: panicked, but not saying it belongs to another runtime: {msg:?}"
+            );
+            msg
+        }
+    }
+}
+
+/// Whether `msg` says a handle was used on a runtime (worker) other than
+/// its own.
+pub fn is_wrong_runtime_message(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("runtime")
+        && (m.contains("another") || m.contains("other") || m.contains("different"))
+}
