@@ -1,5 +1,9 @@
 //! The [`IoBuf`] / [`IoBufMut`] traits and their impls for std types.
 
+use std::ops::RangeBounds;
+
+use super::Slice;
+
 /// Memory the kernel may read during an operation.
 ///
 /// # Safety
@@ -25,9 +29,53 @@ pub unsafe trait IoBuf: Unpin + 'static {
     fn fixed_index(&self) -> Option<u16> {
         None
     }
+
+    /// The bytes `range` of this buffer's capacity as a buffer of its own:
+    /// a write sends `slice[..bytes_init]`, a read fills `slice[..]` from
+    /// its start. [`Slice::into_inner`] hands the whole buffer back.
+    ///
+    /// ```
+    /// use veloq::buf::IoBuf;
+    ///
+    /// // The rest of a partial write, without a copy:
+    /// let buf = b"hello world".to_vec();
+    /// let sent = 6;
+    /// let rest = buf.slice(sent..);
+    /// assert_eq!(&rest[..], b"world");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the range ends past [`bytes_total`](IoBuf::bytes_total) or
+    /// starts after its end.
+    fn slice(self, range: impl RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        Slice::new(self, range)
+    }
 }
 
 /// Memory the kernel may write during an operation.
+///
+/// # How a read fills a buffer
+///
+/// Every read (`read`, `recv`, `recv_from`, `read_at`, …) writes from the
+/// **start** of the buffer, up to [`bytes_total`](IoBuf::bytes_total) bytes
+/// (a `Vec`'s *capacity*, not its length), and returns how many bytes it
+/// wrote, `n`. Afterwards the initialised length is `max(old length, n)`:
+///
+/// | buffer before a read of `n` bytes | after |
+/// |---|---|
+/// | `Vec::with_capacity(cap)` | `len == n`: exactly the bytes read |
+/// | `vec![0; len]`, `n < len` | `len` unchanged: `buf[..n]` is new, `buf[n..]` still holds the old bytes — use `n` |
+/// | `Vec::new()` (capacity 0) | nothing is read: `Ok(0)`, as std's `read` of an empty buffer — not end of stream; give the buffer capacity first |
+///
+/// To append after the bytes already held, read into
+/// `buf.slice(buf.len()..buf.capacity())` (see [`IoBuf::slice`]) and take
+/// the whole buffer back with `into_inner`. `read_exact` (and
+/// `read_exact_at`) fill the whole `bytes_total`: for a `Vec`, its
+/// capacity.
 ///
 /// # Safety
 ///

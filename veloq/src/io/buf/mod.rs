@@ -14,10 +14,12 @@
 mod fixed;
 mod io_buf;
 pub(crate) mod pool;
+mod slice;
 
 pub use fixed::FixedBuf;
 pub use io_buf::{IoBuf, IoBufMut};
 pub use pool::BufPool;
+pub use slice::Slice;
 
 /// The result of an operation on an owned buffer: the outcome and the
 /// buffer, handed back whatever happened.
