@@ -2,17 +2,26 @@
 //!
 //! # Invariants
 //!
-//! - `fd` is `inner`'s raw handle and was passed to `register_handle`
-//!   exactly once, in [`File::from_opened`].
+//! - The handle is owned by a [`FileInner`] behind an `Rc`. The `File`
+//!   holds one reference, and every op naming the handle holds another (a
+//!   [`FileRef`] in its `keep`), so the handle closes only after the `File`
+//!   is gone *and* every op on it has completed — a cancelled write still
+//!   waiting in a blocking pool included. No op ever runs on a handle
+//!   number that was closed and reused.
+//! - `fd` is the raw handle and was passed to `register_handle` exactly
+//!   once, in [`File::from_opened`].
 //! - An op's description points into the buffer its `Op` future owns, so
 //!   that memory stays put and alive while the kernel may touch it.
-//! - The handle is closed exactly once: by [`File::close`] (which takes it
-//!   out of `inner` first) or, without it, by `inner`'s drop.
+//! - The handle is closed exactly once: by [`File::close`] (which waits to
+//!   be its only owner, then takes it out) or by the last reference's drop.
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
-use std::marker::PhantomData;
 use std::path::Path;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use super::OpenOptions;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
@@ -25,8 +34,13 @@ use crate::sys::{self, RawFd};
 ///
 /// All I/O is positional: `read_at` and `write_at` name the file offset,
 /// and many may be in flight at once. Close it with [`close`](Self::close)
-/// to learn about errors on close; dropping it closes the handle
-/// synchronously and ignores them.
+/// to learn about errors on close; dropping it closes the handle and
+/// ignores them: at once if no operation is in flight, else as soon as the
+/// last cancelled operation on it completes.
+///
+/// Reads and writes are not cancel-safe in the sense of sockets (a
+/// positional read has no stream position to keep): a dropped `write_at`
+/// may already have written some or all of its bytes.
 ///
 /// ```no_run
 /// use veloq::fs::File;
@@ -45,9 +59,27 @@ use crate::sys::{self, RawFd};
 /// veloq::block_on(roundtrip()).unwrap();
 /// ```
 pub struct File {
-    inner: std::fs::File,
+    inner: Rc<FileInner>,
+}
+
+/// The handle a `File` and its in-flight ops share; see the module docs.
+struct FileInner {
+    file: std::fs::File,
     fd: RawFd,
-    _not_send: PhantomData<*const ()>,
+    /// A `close` waiting for the ops still naming the handle.
+    closer: Cell<Option<Waker>>,
+}
+
+/// An op's reference to its file's handle: keeps it open, and wakes a
+/// waiting `close` when dropped.
+struct FileRef(Rc<FileInner>);
+
+impl Drop for FileRef {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.closer.take() {
+            w.wake();
+        }
+    }
 }
 
 /// Clamps a buffer length to what one op can carry.
@@ -91,14 +123,26 @@ impl File {
     /// `fd` must be an open file handle that nothing else owns.
     pub(crate) unsafe fn from_opened(fd: RawFd) -> io::Result<File> {
         // SAFETY: the caller passes sole ownership; `inner` closes it once.
-        let inner = unsafe { sys::file_from_raw(fd) };
-        // On failure `inner` is dropped here, closing the handle.
+        let file = unsafe { sys::file_from_raw(fd) };
+        // On failure `file` is dropped here, closing the handle.
         context::with_driver(|d| d.register_handle(fd))?;
         Ok(File {
-            inner,
-            fd,
-            _not_send: PhantomData,
+            inner: Rc::new(FileInner {
+                file,
+                fd,
+                closer: Cell::new(None),
+            }),
         })
+    }
+
+    /// The raw handle the ops name.
+    fn fd(&self) -> RawFd {
+        self.inner.fd
+    }
+
+    /// A reference for an op's `keep`.
+    fn shared(&self) -> FileRef {
+        FileRef(self.inner.clone())
     }
 
     /// Reads once at `pos` into `buf[..bytes_total]`; returns the bytes
@@ -182,11 +226,11 @@ impl File {
     /// no ranged flush, so the cost is that of [`sync_all`](Self::sync_all).
     pub async fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
         let desc = SyncFileRange {
-            fd: self.fd,
+            fd: self.fd(),
             offset,
             len,
         };
-        let (out, ()) = Op::submit(desc, ()).await;
+        let (out, _) = Op::submit(desc, self.shared()).await;
         out.res.map(drop)
     }
 
@@ -194,30 +238,46 @@ impl File {
     /// the range ends past its end (`fallocate` mode 0 on Linux).
     pub async fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         let desc = Fallocate {
-            fd: self.fd,
+            fd: self.fd(),
             offset,
             len,
         };
-        let (out, ()) = Op::submit(desc, ()).await;
+        let (out, _) = Op::submit(desc, self.shared()).await;
         out.res.map(drop)
     }
 
     /// Closes the file and reports the error closing it found, if any.
     ///
-    /// If this future is dropped before it completes, the handle is still
-    /// closed (by the in-flight close).
+    /// Waits first until no cancelled operation names the handle any more,
+    /// so when this returns the handle is closed. If this future is dropped
+    /// before it completes, the handle is still closed (by the in-flight
+    /// close, or by the last operation that held it).
     pub async fn close(self) -> io::Result<()> {
-        let fd = sys::file_into_raw(self.inner);
+        let mut shared = Some(self.inner);
+        let inner = poll_fn(move |cx| {
+            let rc = shared.take().expect("close polled after completion");
+            match Rc::try_unwrap(rc) {
+                Ok(owned) => Poll::Ready(owned),
+                Err(rc) => {
+                    // The last op's `FileRef` wakes us when it lets go.
+                    rc.closer.set(Some(cx.waker().clone()));
+                    shared = Some(rc);
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        let fd = sys::file_into_raw(inner.file);
         let (out, ()) = Op::submit(Close { fd }, ()).await;
         out.res.map(drop)
     }
 
     async fn fsync(&self, data_only: bool) -> io::Result<()> {
         let desc = Fsync {
-            fd: self.fd,
+            fd: self.fd(),
             data_only,
         };
-        let (out, ()) = Op::submit(desc, ()).await;
+        let (out, _) = Op::submit(desc, self.shared()).await;
         out.res.map(drop)
     }
 
@@ -236,13 +296,13 @@ impl File {
         let ptr = buf.stable_mut_ptr().wrapping_add(off);
         let len = op_len(total - off);
         let desc = ReadFixed {
-            fd: self.fd,
+            fd: self.fd(),
             buf: ptr,
             len,
             offset: pos,
             fixed: buf.fixed_index(),
         };
-        let (out, mut buf) = Op::submit(desc, buf).await;
+        let (out, (mut buf, _)) = Op::submit(desc, (buf, self.shared())).await;
         // SAFETY: the op read at most `len` bytes into `buf[off..]`, with
         // `off + len <= total`; the caller guarantees `buf[..off]` was
         // initialised.
@@ -257,19 +317,76 @@ impl File {
         // `wrapping_add` stays inside the buffer because `off <= init`.
         let ptr = buf.stable_ptr().wrapping_add(off);
         let desc = WriteFixed {
-            fd: self.fd,
+            fd: self.fd(),
             buf: ptr,
             len: op_len(init - off),
             offset: pos,
             fixed: buf.fixed_index(),
         };
-        let (out, buf) = Op::submit(desc, buf).await;
+        let (out, (buf, _)) = Op::submit(desc, (buf, self.shared())).await;
         (out.res, buf)
+    }
+
+    /// Returns the file's metadata (`fstat`; on Windows
+    /// `GetFileInformationByHandle`), read on the blocking pool.
+    ///
+    /// The call runs on a duplicate of the handle, so it is sound even if
+    /// this future is dropped and the file closed before the pool gets to
+    /// it.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let path = std::env::temp_dir().join(format!("veloq-doc-file-metadata-{}", std::process::id()));
+    /// veloq::block_on(async {
+    ///     let file = veloq::fs::File::create(&path).await?;
+    ///     let (res, _) = file.write_all_at(b"hello".to_vec(), 0).await;
+    ///     res?;
+    ///     let meta = file.metadata().await?;
+    ///     assert!(meta.is_file());
+    ///     assert_eq!(meta.len(), 5);
+    ///     file.close().await?;
+    ///     veloq::fs::remove_file(&path).await
+    /// })
+    /// # }
+    /// ```
+    pub async fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        let file = self.inner.file.try_clone()?;
+        crate::runtime::blocking::run(move || file.metadata()).await
+    }
+
+    /// Truncates or extends the file to `size` bytes (extending fills with
+    /// zeros), on the blocking pool. The file must be open for writing.
+    ///
+    /// Runs on a duplicate of the handle, as [`metadata`](Self::metadata).
+    ///
+    /// # Errors
+    ///
+    /// The system's error if the file is not open for writing
+    /// (`InvalidInput` on Linux; an access error on Windows) or `size` is
+    /// too large.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let path = std::env::temp_dir().join(format!("veloq-doc-file-set-len-{}", std::process::id()));
+    /// veloq::block_on(async {
+    ///     let file = veloq::fs::File::create(&path).await?;
+    ///     file.set_len(4096).await?;
+    ///     assert_eq!(file.metadata().await?.len(), 4096);
+    ///     file.set_len(10).await?;
+    ///     assert_eq!(file.metadata().await?.len(), 10);
+    ///     file.close().await?;
+    ///     veloq::fs::remove_file(&path).await
+    /// })
+    /// # }
+    /// ```
+    pub async fn set_len(&self, size: u64) -> io::Result<()> {
+        let file = self.inner.file.try_clone()?;
+        crate::runtime::blocking::run(move || file.set_len(size)).await
     }
 }
 
 impl fmt::Debug for File {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("File").field("fd", &self.fd).finish()
+        f.debug_struct("File").field("fd", &self.fd()).finish()
     }
 }

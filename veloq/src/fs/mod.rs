@@ -20,8 +20,23 @@
 //! driver's bounded blocking pool (Windows has no asynchronous form of
 //! them); reads and writes are overlapped I/O.
 
+mod contents;
+mod dir;
 mod file;
 mod open_options;
+mod path_ops;
+mod read_dir;
 
+pub use contents::{read, read_to_string, write};
+pub use dir::{create_dir, create_dir_all, remove_dir, remove_dir_all, DirBuilder};
 pub use file::File;
 pub use open_options::OpenOptions;
+#[cfg(unix)]
+pub use path_ops::symlink;
+pub use path_ops::{
+    canonicalize, copy, hard_link, metadata, read_link, remove_file, rename, set_permissions,
+    symlink_metadata, try_exists,
+};
+pub use read_dir::{read_dir, DirEntry, ReadDir};
+/// Metadata, file types and permissions are std's own types.
+pub use std::fs::{FileType, Metadata, Permissions};
