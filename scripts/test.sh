@@ -18,20 +18,28 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The poll-based compatibility layer (veloq::compat) is behind features;
+# its tests run in a build of their own with them on.
+COMPAT_FEATURES="futures-io,tokio"
+
 step "format check"
 cargo fmt --all -- --check
 
 step "clippy (-D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p veloq --all-targets --features "$COMPAT_FEATURES" -- -D warnings
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc -p veloq --no-deps --quiet --features "$COMPAT_FEATURES"
 
 step "Linux leg: cargo test (io_uring driver)"
 cargo test --workspace
+cargo test -p veloq --features "$COMPAT_FEATURES" --test compat
 
 step "Linux leg: unit + integration tests on the epoll driver (VELOQ_DRIVER=epoll)"
 VELOQ_DRIVER=epoll cargo test -p veloq --tests
+VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat
 
 if [ "${VELOQ_SKIP_WINDOWS:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
     step "Windows leg skipped (VELOQ_SKIP_WINDOWS=1)"
@@ -40,6 +48,8 @@ fi
 
 step "Windows leg: clippy (-D warnings) for x86_64-pc-windows-gnu"
 scripts/test-windows.sh --clippy
+scripts/test-windows.sh --clippy --features "$COMPAT_FEATURES"
 
 step "Windows leg: cargo test under Wine (IOCP driver)"
 scripts/test-windows.sh
+scripts/test-windows.sh --test compat --features "$COMPAT_FEATURES"

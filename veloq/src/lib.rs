@@ -36,12 +36,17 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+pub mod compat;
 pub mod fs;
-pub(crate) mod io;
+pub mod io;
 pub mod net;
+pub mod process;
 pub mod runtime;
+pub mod signal;
 pub mod sync;
 pub(crate) mod sys;
+pub mod task;
 pub mod time;
 
 pub use buf::BufResult;

@@ -24,10 +24,18 @@
 
 mod addr;
 mod socket;
+mod split;
+mod stash;
 mod tcp_listener;
 mod tcp_stream;
 mod udp;
 
 pub use tcp_listener::TcpListener;
+
+/// The owned halves of a [`TcpStream`], from
+/// [`TcpStream::into_split`].
+pub mod tcp {
+    pub use super::split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
+}
 pub use tcp_stream::TcpStream;
 pub use udp::UdpSocket;

@@ -17,6 +17,35 @@ use crate::io::op::{Connect, Op};
 /// Reads and writes take an owned buffer and give it back with the result.
 /// Methods take `&self`, so one task may read while another writes.
 ///
+/// # When the socket closes
+///
+/// Dropping the stream closes the socket once no operation names it any
+/// more: at once if none is in flight, else when the last cancelled
+/// operation's completion arrives (on its runtime's next turn). Until then
+/// the descriptor stays open, so no operation can ever act on a new socket
+/// that reused its number.
+///
+/// # Cancellation
+///
+/// [`read`](Self::read) is cancel-safe (bytes a dropped read took go to
+/// the next read). [`write`](Self::write) and [`write_all`](Self::write_all)
+/// are not: a dropped write may have sent part of its buffer.
+/// [`read_exact`](Self::read_exact) keeps what earlier reads filled in its
+/// buffer, so a dropped `read_exact` loses those bytes with the buffer.
+///
+/// # Threads
+///
+/// A stream and its operations belong to the worker that made them: they
+/// are `!Send`, so an operation can never be polled or dropped where its
+/// driver is not.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// async fn f(s: veloq::net::TcpStream) {
+///     assert_send(s.read(vec![0u8; 8]));
+/// }
+/// ```
+///
 /// ```no_run
 /// use veloq::net::TcpStream;
 ///
@@ -75,7 +104,7 @@ impl TcpStream {
     /// but no other worker can adopt it; hand connections over before
     /// their first veloq operation instead (`accept_std`).
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        let socket = self.socket.into_inner();
+        let socket = self.socket.into_inner()?;
         // A readiness driver (epoll) made the socket non-blocking; a std
         // stream is expected to block.
         socket.set_nonblocking(false)?;
@@ -112,7 +141,7 @@ impl TcpStream {
             fd: socket.fd(),
             addr,
         };
-        let (out, ()) = Op::submit(desc, ()).await;
+        let (out, _) = Op::submit(desc, socket.shared()).await;
         out.res?;
         Ok(TcpStream { socket })
     }
@@ -120,14 +149,19 @@ impl TcpStream {
     /// Reads once into `buf[..bytes_total]`; returns how many bytes came
     /// (`0` once the peer has closed its side) and marks them initialised.
     ///
-    /// Dropping the future cancels the read; the driver holds the buffer
-    /// until the kernel has let go of it, then drops it.
+    /// Cancel-safe: dropping the future cancels the read, and whatever it
+    /// had already received goes to the next read on this stream, in
+    /// order, never lost. (The driver holds the buffer until the kernel has
+    /// let go of it.)
     pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.socket.recv(buf).await
     }
 
     /// Writes once from `buf[..bytes_init]`; returns how many bytes the
     /// kernel took (possibly fewer than offered).
+    ///
+    /// Not cancel-safe: a write whose future is dropped may already have
+    /// sent some or all of its bytes, and there is no telling how many.
     pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.socket.send(buf).await
     }
@@ -185,6 +219,17 @@ impl TcpStream {
     /// After `Shutdown::Write` the peer's reads return `0`.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.socket.inner().shutdown(how)
+    }
+
+    /// Splits the stream into a read half and a write half that may be
+    /// moved into different tasks (of this worker); put them back
+    /// together with [`reunite`](super::tcp::OwnedReadHalf::reunite).
+    ///
+    /// Dropping the write half shuts down the write side (the peer reads
+    /// end of stream). For two borrowed halves in one task, use `&stream`
+    /// twice: `&TcpStream` reads and writes too.
+    pub fn into_split(self) -> (super::tcp::OwnedReadHalf, super::tcp::OwnedWriteHalf) {
+        super::split::split(self)
     }
 }
 
