@@ -44,6 +44,8 @@
 //! (whichever is first), then processes completions and fires due timers.
 //! `wait(Some(Duration::ZERO))` never blocks.
 
+#[cfg(target_os = "linux")]
+mod deferred_panic;
 mod kind;
 pub(crate) mod op_registry;
 pub(crate) mod stable_slab;

@@ -73,14 +73,13 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
-use std::any::Any;
 use std::io;
 use std::mem;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::deferred_panic::DeferredPanic;
 use super::op_registry::{CancelAction, OpRegistry};
 use super::{Driver, DriverConfig, DriverStats, KeepAlive, OpKey, TimerWheel, WakeHandle};
 use crate::io::buf::pool;
@@ -134,7 +133,7 @@ pub(crate) struct EpollDriver {
     done: Vec<Done>,
     /// The first panic caught while completing ops, resumed at the end of
     /// the current (or next) `wait` / `process_completions`.
-    panic: Option<Box<dyn Any + Send>>,
+    panic: DeferredPanic,
     /// Socket ops whose first try waits for the next `wait`.
     deferred: Vec<OpKey>,
     /// Ops that may still complete inside `submit` before the next wait.
@@ -192,40 +191,11 @@ impl EpollDriver {
 
     /// Hands `out` to the registry, which wakes the op's task (or, for a
     /// cancelled op, runs its hook). A panic in there is caught and kept
-    /// for [`resume_panic`](Self::resume_panic): the caller goes on with
+    /// for `DeferredPanic::resume`: the caller goes on with
     /// the rest of its batch.
     fn settle(&mut self, key: OpKey, out: OpOutput) {
         let registry = &mut self.registry;
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| registry.complete(key, out)))
-        {
-            self.keep_panic(payload);
-        }
-    }
-
-    /// Fires the due timers, finishing them all even if a waker panics
-    /// (the wheel takes each timer off its due list before waking it, so
-    /// every retry makes progress).
-    fn expire_timers(&mut self) {
-        let now = Instant::now();
-        while let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| self.timers.expire(now))) {
-            self.keep_panic(payload);
-        }
-    }
-
-    /// Keeps the first panic caught while completing ops (later ones are
-    /// dropped).
-    fn keep_panic(&mut self, payload: Box<dyn Any + Send>) {
-        if self.panic.is_none() {
-            self.panic = Some(payload);
-        }
-    }
-
-    /// Resumes the panic kept by [`keep_panic`](Self::keep_panic), now that
-    /// the batch and the work after it are done.
-    fn resume_panic(&mut self) {
-        if let Some(payload) = self.panic.take() {
-            panic::resume_unwind(payload);
-        }
+        self.panic.catch(|| registry.complete(key, out));
     }
 
     /// `fd`'s `dir` side may be ready: retries its waiters in order until
@@ -409,7 +379,7 @@ impl Driver for EpollDriver {
             waker,
             pool,
             done: Vec::new(),
-            panic: None,
+            panic: DeferredPanic::default(),
             deferred: Vec::new(),
             eager_left: EAGER_BUDGET,
             in_pool: 0,
@@ -526,9 +496,9 @@ impl Driver for EpollDriver {
             }
             res
         };
-        self.expire_timers();
+        self.panic.expire_timers(&mut self.timers, Instant::now());
         self.release_deferred_pools(call);
-        self.resume_panic();
+        self.panic.resume();
         res
     }
 
@@ -539,7 +509,7 @@ impl Driver for EpollDriver {
         // A failed wait leaves the events for the next call.
         let _ = self.poll_once(Some(Duration::ZERO));
         self.release_deferred_pools(call);
-        self.resume_panic();
+        self.panic.resume();
         (self.completions - before) as usize
     }
 

@@ -104,7 +104,6 @@ mod setup;
 #[cfg(test)]
 mod tests;
 
-use std::any::Any;
 use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
@@ -114,6 +113,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
+use super::deferred_panic::DeferredPanic;
 use super::op_registry::{CancelAction, OpRegistry};
 use super::{Driver, DriverConfig, DriverStats, KeepAlive, OpKey, TimerWheel, WakeHandle};
 use crate::io::buf::pool;
@@ -203,7 +203,7 @@ pub(crate) struct UringDriver {
     closing: bool,
     /// The first panic caught while processing completions, resumed at the
     /// end of the current (or next) `wait` / `process_completions`.
-    panic: Option<Box<dyn Any + Send>>,
+    panic: DeferredPanic,
     /// Set when a push gave up on a full SQ the kernel kept refusing;
     /// cleared once the SQ has room again.
     push_stalled: bool,
@@ -244,7 +244,7 @@ impl UringDriver {
             signals: 0,
             buf_table,
             closing: false,
-            panic: None,
+            panic: DeferredPanic::default(),
             push_stalled: false,
             refusals: 0,
             completions: 0,
@@ -452,7 +452,7 @@ impl UringDriver {
     }
 
     /// Handles every CQE of `batch`. A panic (a waker's, a hook's) is
-    /// caught and kept for [`resume_panic`](Self::resume_panic), and the
+    /// caught and kept for `DeferredPanic::resume`, and the
     /// batch goes on with the next CQE: the CQEs are copies already taken
     /// off the ring, so one left unhandled would be lost for good.
     fn process_batch(&mut self, batch: &[cqueue::Entry]) {
@@ -467,34 +467,8 @@ impl UringDriver {
                 }
             }));
             if let Err(payload) = res {
-                self.keep_panic(payload);
+                self.panic.keep(payload);
             }
-        }
-    }
-
-    /// Fires the due timers, finishing them all even if a waker panics
-    /// (the wheel takes each timer off its due list before waking it, so
-    /// every retry makes progress).
-    fn expire_timers(&mut self) {
-        let now = Instant::now();
-        while let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| self.timers.expire(now))) {
-            self.keep_panic(payload);
-        }
-    }
-
-    /// Keeps the first panic caught while processing completions (later
-    /// ones are dropped).
-    fn keep_panic(&mut self, payload: Box<dyn Any + Send>) {
-        if self.panic.is_none() {
-            self.panic = Some(payload);
-        }
-    }
-
-    /// Resumes the panic kept by [`keep_panic`](Self::keep_panic), now that
-    /// the batch and the work after it are done.
-    fn resume_panic(&mut self) {
-        if let Some(payload) = self.panic.take() {
-            panic::resume_unwind(payload);
         }
     }
 
@@ -715,8 +689,8 @@ impl Driver for UringDriver {
                 }
             }
         }
-        self.expire_timers();
-        self.resume_panic();
+        self.panic.expire_timers(&mut self.timers, Instant::now());
+        self.panic.resume();
         res
     }
 
@@ -731,7 +705,7 @@ impl Driver for UringDriver {
             self.after_refusal();
         }
         let n = self.reap();
-        self.resume_panic();
+        self.panic.resume();
         n
     }
 

@@ -2,6 +2,7 @@
 //! the completions in flight, an SQ far too small for the submissions, an
 //! accept at the descriptor limit.
 
+use std::any::Any;
 use std::os::unix::net::UnixDatagram;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
