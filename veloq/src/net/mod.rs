@@ -1,4 +1,5 @@
-//! TCP and UDP sockets driven by the runtime's completion-based driver.
+//! TCP, UDP and Unix-domain sockets driven by the runtime's
+//! completion-based driver.
 //!
 //! Every operation takes an owned buffer and hands it back with the result
 //! ([`BufResult`](crate::BufResult)); the kernel works on the buffer while
@@ -29,6 +30,14 @@ mod stash;
 mod tcp_listener;
 mod tcp_stream;
 mod udp;
+#[cfg(unix)]
+mod unix_datagram;
+#[cfg(unix)]
+mod unix_split;
+#[cfg(unix)]
+mod unix_stream;
+#[cfg(windows)]
+mod unix_windows;
 
 pub use tcp_listener::TcpListener;
 
@@ -39,3 +48,26 @@ pub mod tcp {
 }
 pub use tcp_stream::TcpStream;
 pub use udp::UdpSocket;
+
+/// Unix-domain sockets' companion types: the owned halves of a
+/// [`UnixStream`] (from [`UnixStream::into_split`]), the peer credentials
+/// [`UCred`](unix::UCred), and the address type (std's, on Unix).
+///
+/// On Windows the Unix-domain types exist so that portable code compiles,
+/// but creating one fails with `Unsupported`.
+pub mod unix {
+    #[cfg(unix)]
+    pub use super::unix_split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
+    #[cfg(unix)]
+    pub use super::unix_stream::UCred;
+    #[cfg(windows)]
+    pub use super::unix_windows::SocketAddr;
+    #[cfg(unix)]
+    pub use std::os::unix::net::SocketAddr;
+}
+#[cfg(unix)]
+pub use unix_datagram::UnixDatagram;
+#[cfg(unix)]
+pub use unix_stream::{UnixListener, UnixStream};
+#[cfg(windows)]
+pub use unix_windows::{UnixDatagram, UnixListener, UnixStream};

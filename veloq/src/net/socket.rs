@@ -173,6 +173,35 @@ impl Socket {
         self.send_at(buf, 0).await
     }
 
+    /// Receives into the first of `bufs` with room (see
+    /// `TcpStream::read_vectored`); all buffers are handed back in order.
+    pub(crate) async fn recv_vectored<B: IoBufMut>(
+        &self,
+        mut bufs: Vec<B>,
+    ) -> BufResult<usize, Vec<B>> {
+        let Some(i) = bufs.iter().position(|b| b.bytes_total() > 0) else {
+            return (Ok(0), bufs);
+        };
+        // `remove` + `insert` keep the order and reuse the Vec's capacity.
+        let (res, buf) = self.recv(bufs.remove(i)).await;
+        bufs.insert(i, buf);
+        (res, bufs)
+    }
+
+    /// Sends from the first of `bufs` holding data (see
+    /// `TcpStream::write_vectored`); all buffers are handed back in order.
+    pub(crate) async fn send_vectored<B: IoBuf>(
+        &self,
+        mut bufs: Vec<B>,
+    ) -> BufResult<usize, Vec<B>> {
+        let Some(i) = bufs.iter().position(|b| b.bytes_init() > 0) else {
+            return (Ok(0), bufs);
+        };
+        let (res, buf) = self.send(bufs.remove(i)).await;
+        bufs.insert(i, buf);
+        (res, bufs)
+    }
+
     /// Receives until `buf[..bytes_total]` is full; `UnexpectedEof` if the
     /// peer closes first (the bytes received so far are marked initialised).
     pub(crate) async fn recv_exact<B: IoBufMut>(&self, mut buf: B) -> BufResult<(), B> {

@@ -166,6 +166,28 @@ impl TcpStream {
         self.socket.send(buf).await
     }
 
+    /// Reads into several buffers, filling them in order; returns how many
+    /// bytes came in all (`0` at end of stream, or when no buffer has
+    /// room). The buffers come back in the same order.
+    ///
+    /// Today each call fills (part of) the first buffer with room, as std's
+    /// default `read_vectored` does; a later call continues with the next.
+    /// Cancel-safe, as [`read`](Self::read).
+    pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.socket.recv_vectored(bufs).await
+    }
+
+    /// Writes from several buffers, in order; returns how many bytes the
+    /// kernel took in all (possibly fewer than offered). The buffers come
+    /// back in the same order.
+    ///
+    /// Today each call writes from the first buffer holding data, as std's
+    /// default `write_vectored` does; use a loop (or `write_all` per
+    /// buffer) to send everything.
+    pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.socket.send_vectored(bufs).await
+    }
+
     /// Reads until `buf[..bytes_total]` is full.
     ///
     /// # Errors

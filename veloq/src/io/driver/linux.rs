@@ -93,6 +93,8 @@ linux_ops!(
     Recv,
     SendTo,
     RecvFrom,
+    SendToName,
+    RecvFromName,
     Connect,
     Accept,
     Open,

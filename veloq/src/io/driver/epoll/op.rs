@@ -59,6 +59,21 @@ pub(crate) enum NetOp {
     },
     /// `recvfrom`; the output carries the source address.
     RecvFrom { fd: RawFd, buf: *mut u8, len: u32 },
+    /// `sendto(MSG_NOSIGNAL)` to an address of any family.
+    SendToName {
+        fd: RawFd,
+        buf: *const u8,
+        len: u32,
+        addr: SockAddr,
+    },
+    /// `recvfrom` that stores the source address (any family) in the
+    /// caller's `SockName`.
+    RecvFromName {
+        fd: RawFd,
+        buf: *mut u8,
+        len: u32,
+        from: *mut op::SockName,
+    },
     /// `connect`, then (once writable) `SO_ERROR`. `started` once the
     /// kernel said `EINPROGRESS`.
     Connect {
@@ -90,6 +105,8 @@ impl NetOp {
             | NetOp::Recv { fd, .. }
             | NetOp::SendTo { fd, .. }
             | NetOp::RecvFrom { fd, .. }
+            | NetOp::SendToName { fd, .. }
+            | NetOp::RecvFromName { fd, .. }
             | NetOp::Connect { fd, .. }
             | NetOp::Accept { fd } => fd,
         }
@@ -98,8 +115,14 @@ impl NetOp {
     /// The readiness the op waits for.
     pub(crate) fn dir(&self) -> Dir {
         match self {
-            NetOp::Recv { .. } | NetOp::RecvFrom { .. } | NetOp::Accept { .. } => Dir::Read,
-            NetOp::Send { .. } | NetOp::SendTo { .. } | NetOp::Connect { .. } => Dir::Write,
+            NetOp::Recv { .. }
+            | NetOp::RecvFrom { .. }
+            | NetOp::RecvFromName { .. }
+            | NetOp::Accept { .. } => Dir::Read,
+            NetOp::Send { .. }
+            | NetOp::SendTo { .. }
+            | NetOp::SendToName { .. }
+            | NetOp::Connect { .. } => Dir::Write,
         }
     }
 
@@ -165,6 +188,42 @@ impl NetOp {
                     )
                 });
                 finish(r, decode_addr(from, from_len))
+            }
+            NetOp::SendToName { fd, buf, len, addr } => {
+                // SAFETY: as for `Send`; `addr` lives in the op.
+                let r = retry(|| unsafe {
+                    libc::sendto(
+                        *fd,
+                        buf.cast(),
+                        *len as usize,
+                        libc::MSG_NOSIGNAL,
+                        addr.as_ptr().cast(),
+                        addr.len(),
+                    )
+                });
+                finish(r, None)
+            }
+            NetOp::RecvFromName { fd, buf, len, from } => {
+                // SAFETY: `from` points into the op's keep-alive, alive
+                // and not otherwise accessed until the op completes.
+                let from = unsafe { &mut **from };
+                let mut from_len = from.storage.size_of();
+                // SAFETY: as for `Recv`; the kernel fills `from.storage`
+                // (of `from_len` bytes) and `from_len`.
+                let r = retry(|| unsafe {
+                    libc::recvfrom(
+                        *fd,
+                        buf.cast(),
+                        *len as usize,
+                        0,
+                        (&mut from.storage as *mut SockAddrStorage).cast(),
+                        &mut from_len,
+                    )
+                });
+                if r.is_ok() {
+                    from.len = from_len;
+                }
+                finish(r, None)
             }
             NetOp::Accept { fd } => {
                 let mut peer = SockAddrStorage::zeroed();
@@ -347,6 +406,28 @@ impl IntoPlatformOp<EpollDriver> for op::RecvFrom {
             fd: self.fd,
             buf: self.buf,
             len: self.len,
+        })
+    }
+}
+
+impl IntoPlatformOp<EpollDriver> for op::SendToName {
+    fn into_platform_op(self) -> EpollOp {
+        EpollOp::Net(NetOp::SendToName {
+            fd: self.fd,
+            buf: self.buf,
+            len: self.len,
+            addr: self.addr,
+        })
+    }
+}
+
+impl IntoPlatformOp<EpollDriver> for op::RecvFromName {
+    fn into_platform_op(self) -> EpollOp {
+        EpollOp::Net(NetOp::RecvFromName {
+            fd: self.fd,
+            buf: self.buf,
+            len: self.len,
+            from: self.from,
         })
     }
 }

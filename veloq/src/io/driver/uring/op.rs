@@ -75,6 +75,15 @@ impl MsgOp {
         }
     }
 
+    /// As [`new`](MsgOp::new) with a destination of any family (a Unix
+    /// datagram's path).
+    fn with_name(fd: RawFd, buf: *mut u8, len: u32, to: SockAddr) -> MsgOp {
+        let mut m = MsgOp::new(fd, buf, len, None);
+        m.msg.msg_namelen = to.len();
+        m.addr = to.as_storage();
+        m
+    }
+
     /// Points the header at this op's own `addr` and `iov`.
     fn fix_pointers(&mut self) {
         self.msg.msg_name = (&mut self.addr as *mut SockAddrStorage).cast();
@@ -108,6 +117,11 @@ pub(crate) enum UringOp {
     SendTo(MsgOp),
     /// `RECVMSG`; the output carries the source address.
     RecvFrom(MsgOp),
+    /// `SENDMSG` to an address of any family.
+    SendToName(MsgOp),
+    /// `RECVMSG`; the source address (any family) is copied to the
+    /// caller's `SockName` when the completion is processed.
+    RecvFromName(MsgOp, *mut op::SockName),
     /// `CONNECT` to the encoded address.
     Connect { fd: RawFd, addr: SockAddr },
     /// `ACCEPT` (with `SOCK_CLOEXEC`); the kernel writes the peer address
@@ -183,13 +197,13 @@ impl UringOp {
                 .flags(libc::MSG_NOSIGNAL)
                 .build(),
             UringOp::Recv { fd, buf, len } => opcode::Recv::new(types::Fd(*fd), *buf, *len).build(),
-            UringOp::SendTo(m) => {
+            UringOp::SendTo(m) | UringOp::SendToName(m) => {
                 m.fix_pointers();
                 opcode::SendMsg::new(types::Fd(m.fd), &m.msg)
                     .flags(libc::MSG_NOSIGNAL as u32)
                     .build()
             }
-            UringOp::RecvFrom(m) => {
+            UringOp::RecvFrom(m) | UringOp::RecvFromName(m, _) => {
                 m.fix_pointers();
                 opcode::RecvMsg::new(types::Fd(m.fd), &mut m.msg).build()
             }
@@ -256,6 +270,17 @@ impl UringOp {
         let addr = match self {
             UringOp::Accept { addr, addr_len, .. } => decode_addr(addr, *addr_len),
             UringOp::RecvFrom(m) => decode_addr(&m.addr, m.msg.msg_namelen),
+            UringOp::RecvFromName(m, from) => {
+                // SAFETY: `from` points into the op's keep-alive, which the
+                // future or the registry holds until this completion has
+                // been processed; nothing else accesses it meanwhile. The
+                // storage is plain old data, copied bytewise.
+                unsafe {
+                    (**from).storage = std::ptr::read(&m.addr);
+                    (**from).len = m.msg.msg_namelen;
+                }
+                None
+            }
             _ => None,
         };
         OpOutput {
@@ -361,6 +386,24 @@ impl IntoPlatformOp<UringDriver> for op::SendTo {
 impl IntoPlatformOp<UringDriver> for op::RecvFrom {
     fn into_platform_op(self) -> UringOp {
         UringOp::RecvFrom(MsgOp::new(self.fd, self.buf, self.len, None))
+    }
+}
+
+impl IntoPlatformOp<UringDriver> for op::SendToName {
+    fn into_platform_op(self) -> UringOp {
+        // The kernel only reads through the iovec of a send.
+        UringOp::SendToName(MsgOp::with_name(
+            self.fd,
+            self.buf.cast_mut(),
+            self.len,
+            self.addr,
+        ))
+    }
+}
+
+impl IntoPlatformOp<UringDriver> for op::RecvFromName {
+    fn into_platform_op(self) -> UringOp {
+        UringOp::RecvFromName(MsgOp::new(self.fd, self.buf, self.len, None), self.from)
     }
 }
 
