@@ -141,6 +141,61 @@ pub(crate) struct RecvFrom {
     pub(crate) len: u32,
 }
 
+/// A socket address of any family in kernel form: where a
+/// [`RecvFromName`] stores a datagram's source (Unix-domain addresses,
+/// which `std::net::SocketAddr` cannot hold).
+#[cfg(unix)]
+pub(crate) struct SockName {
+    pub(crate) storage: socket2::SockAddrStorage,
+    /// Bytes of `storage` the kernel filled; `0` until the op completed.
+    pub(crate) len: libc::socklen_t,
+}
+
+#[cfg(unix)]
+impl SockName {
+    pub(crate) fn new() -> SockName {
+        SockName {
+            storage: socket2::SockAddrStorage::zeroed(),
+            len: 0,
+        }
+    }
+
+    /// The stored address, or `None` if the kernel stored none (or a
+    /// length that does not fit).
+    pub(crate) fn get(&self) -> Option<socket2::SockAddr> {
+        if self.len == 0 || self.len > self.storage.size_of() {
+            return None;
+        }
+        // SAFETY: `SockAddrStorage` is plain old data (a
+        // `sockaddr_storage`), so a bytewise copy is a valid value.
+        let copy: socket2::SockAddrStorage = unsafe { std::ptr::read(&self.storage) };
+        // SAFETY: the kernel initialised the first `len` bytes with a
+        // socket address (`recvmsg`/`recvfrom` contract), and `len` fits.
+        Some(unsafe { socket2::SockAddr::new(copy, self.len) })
+    }
+}
+
+/// Send a datagram to `addr`, an address of any family (Unix datagram
+/// sockets; [`SendTo`] carries IP addresses only).
+#[cfg(unix)]
+pub(crate) struct SendToName {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *const u8,
+    pub(crate) len: u32,
+    pub(crate) addr: socket2::SockAddr,
+}
+
+/// Receive a datagram; the driver stores its source address, of any
+/// family, in `*from` before it reports the completion. `from` points into
+/// the op's `keep` (heap memory that outlives the op, like the buffer).
+#[cfg(unix)]
+pub(crate) struct RecvFromName {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: *mut u8,
+    pub(crate) len: u32,
+    pub(crate) from: *mut SockName,
+}
+
 /// Connect a stream socket to `addr`.
 pub(crate) struct Connect {
     pub(crate) fd: RawFd,
@@ -227,6 +282,13 @@ pub(crate) struct Fallocate {
     pub(crate) fd: RawFd,
     pub(crate) offset: u64,
     pub(crate) len: u64,
+}
+
+/// Wait for a client to connect to a named-pipe server instance
+/// (`ConnectNamedPipe`). Windows only.
+#[cfg(windows)]
+pub(crate) struct ConnectPipe {
+    pub(crate) fd: RawFd,
 }
 
 enum State {

@@ -678,11 +678,13 @@ impl Driver for IocpDriver {
     /// status (`WSAEMSGSIZE`), which Windows still reports through the
     /// port but Wine 8, in skip mode, does not — the one case where the two
     /// disagree on whether a packet follows, so it is kept out of the mode.
+    /// Message-type named pipes likewise (`ERROR_MORE_DATA`; see
+    /// `submit::is_message_pipe`).
     fn register_handle(&mut self, fd: RawFd) -> io::Result<()> {
         let handle = submit::resolve_fd(fd) as HANDLE;
         self.port.associate(handle)?;
         let skip_allowed = match ext::socket_type(fd) {
-            None => true,
+            None => !submit::is_message_pipe(fd),
             Some(ty) => ty == SOCK_STREAM && ext::Extensions::get().is_ok_and(|e| e.ifs_sockets),
         };
         // SAFETY: `handle` is the caller's open handle; this only sets its

@@ -21,7 +21,7 @@ use windows_sys::Win32::Foundation::{
     ERROR_CONNECTION_ABORTED, ERROR_CONNECTION_REFUSED, ERROR_FILE_EXISTS, ERROR_FILE_NOT_FOUND,
     ERROR_GRACEFUL_DISCONNECT, ERROR_HANDLE_EOF, ERROR_HOST_UNREACHABLE, ERROR_NETNAME_DELETED,
     ERROR_NETWORK_UNREACHABLE, ERROR_OPERATION_ABORTED, ERROR_PATH_NOT_FOUND,
-    ERROR_PORT_UNREACHABLE, ERROR_SEM_TIMEOUT,
+    ERROR_PIPE_NOT_CONNECTED, ERROR_PORT_UNREACHABLE, ERROR_SEM_TIMEOUT,
 };
 use windows_sys::Win32::Networking::WinSock::{
     WSAEADDRINUSE, WSAECONNABORTED, WSAECONNREFUSED, WSAECONNRESET, WSAENOTCONN, WSAESHUTDOWN,
@@ -76,11 +76,11 @@ pub(crate) fn error_from_code(code: u32) -> io::Error {
 }
 
 /// The result of a read-like op (file read, socket receive) that failed
-/// with `code`: end of file and a closed pipe are a zero-byte read, not an
-/// error.
+/// with `code`: end of file and a closed (or disconnected) pipe are a
+/// zero-byte read, not an error.
 pub(crate) fn read_result(code: u32) -> io::Result<usize> {
     match code {
-        ERROR_HANDLE_EOF | ERROR_BROKEN_PIPE => Ok(0),
+        ERROR_HANDLE_EOF | ERROR_BROKEN_PIPE | ERROR_PIPE_NOT_CONNECTED => Ok(0),
         _ => Err(error_from_code(code)),
     }
 }

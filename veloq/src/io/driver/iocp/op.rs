@@ -328,8 +328,8 @@ pub(crate) struct OpenPayload {
     pub(crate) flags: OpenFlags,
 }
 
-/// `Close`, `Fsync`, `SyncFileRange`, `Fallocate`: the range, where there
-/// is one.
+/// `Close`, `Fsync`, `SyncFileRange`, `Fallocate`, `ConnectPipe`: the
+/// range, where there is one.
 pub(crate) struct HandlePayload {
     pub(crate) offset: u64,
     pub(crate) len: u64,
@@ -465,6 +465,13 @@ impl FromDesc<op::SyncFileRange> for HandlePayload {
     }
 }
 
+impl FromDesc<op::ConnectPipe> for HandlePayload {
+    fn from_desc(d: op::ConnectPipe) -> (RawFd, bool, Self) {
+        // `ConnectNamedPipe` takes only the handle and the `OVERLAPPED`.
+        (d.fd, false, HandlePayload { offset: 0, len: 0 })
+    }
+}
+
 impl FromDesc<op::Fallocate> for HandlePayload {
     fn from_desc(d: op::Fallocate) -> (RawFd, bool, Self) {
         let p = HandlePayload {
@@ -542,4 +549,5 @@ define_iocp_ops! {
     Fsync => fsync(HandlePayload) { submit: submit::submit_fsync, complete: submit::complete_bytes },
     SyncFileRange => sync_range(HandlePayload) { submit: submit::submit_sync_range, complete: submit::complete_bytes },
     Fallocate => fallocate(HandlePayload) { submit: submit::submit_fallocate, complete: submit::complete_bytes },
+    ConnectPipe => connect_pipe(HandlePayload) { submit: submit::submit_connect_pipe, complete: submit::complete_bytes },
 }

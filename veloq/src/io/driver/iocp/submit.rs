@@ -38,7 +38,8 @@ use std::os::windows::io::IntoRawSocket;
 use std::ptr::{self, addr_of, addr_of_mut};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_HANDLE_EOF, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE, HANDLE,
+    ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_IO_PENDING, ERROR_MORE_DATA, ERROR_PIPE_CONNECTED,
+    ERROR_PIPE_NOT_CONNECTED, GENERIC_READ, GENERIC_WRITE, HANDLE,
 };
 use windows_sys::Win32::Networking::WinSock::{
     bind, getsockname, setsockopt, WSARecv, WSARecvFrom, WSASend, WSASendTo, SOCKADDR, SOCKET,
@@ -49,6 +50,7 @@ use windows_sys::Win32::Storage::FileSystem::{
     ReadFile, WriteFile, CREATE_ALWAYS, CREATE_NEW, FILE_GENERIC_WRITE, FILE_WRITE_DATA,
     OPEN_ALWAYS, OPEN_EXISTING, TRUNCATE_EXISTING,
 };
+use windows_sys::Win32::System::Pipes::{ConnectNamedPipe, GetNamedPipeInfo, PIPE_TYPE_MESSAGE};
 use windows_sys::Win32::System::IO::{OVERLAPPED, OVERLAPPED_0, OVERLAPPED_0_0};
 
 use super::blocking::BlockingTask;
@@ -81,6 +83,27 @@ use SubmissionResult::{Immediate, Offload, Pending, Ready};
 /// a cast; it is the one place to change if one is added.
 pub(crate) fn resolve_fd(fd: RawFd) -> usize {
     fd
+}
+
+/// Whether `fd` is a message-type named pipe. A read of a message longer
+/// than its buffer ends with a warning status (`ERROR_MORE_DATA`), which
+/// Windows reports through the port even in skip-on-success mode and Wine
+/// 8 does not; such a pipe is kept out of that mode (as datagram sockets
+/// are), so a packet always follows.
+pub(crate) fn is_message_pipe(fd: RawFd) -> bool {
+    let mut flags = 0u32;
+    // SAFETY: `fd` is an open handle (the caller's); the call writes only
+    // `flags`, and fails harmlessly for a handle that is not a pipe.
+    let ok = unsafe {
+        GetNamedPipeInfo(
+            resolve_fd(fd) as HANDLE,
+            &mut flags,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    ok != 0 && flags & PIPE_TYPE_MESSAGE != 0
 }
 
 /// The op's `OVERLAPPED`, as the kernel gets it.
@@ -135,7 +158,12 @@ fn win32_started(ok: i32) -> io::Result<SubmissionResult> {
     if ok != 0 {
         return Ok(Immediate);
     }
-    match last_error() {
+    win32_code(last_error())
+}
+
+/// As [`win32_started`] for a call that failed with `code`.
+fn win32_code(code: u32) -> io::Result<SubmissionResult> {
+    match code {
         ERROR_IO_PENDING => Ok(Pending),
         code => Err(error_from_code(code)),
     }
@@ -177,11 +205,24 @@ pub(crate) unsafe fn submit_read(op: *mut IocpOp) -> io::Result<SubmissionResult
     // future or the driver keeps it alive); the OVERLAPPED lives in the
     // op, which stays put until its completion is processed.
     let ok = unsafe { ReadFile(handle as HANDLE, buf, len, ptr::null_mut(), overlapped(op)) };
-    if ok == 0 && last_error() == ERROR_HANDLE_EOF {
-        // A read at or past the end fails at once, and no packet comes.
-        return Ok(Ready(Err(ERROR_HANDLE_EOF)));
+    if ok != 0 {
+        return Ok(Immediate);
     }
-    win32_started(ok)
+    match last_error() {
+        // A read at or past the end of a file, or from a pipe whose other
+        // end has gone, fails at once and no packet comes; the completion
+        // turns the code into end of stream.
+        code @ (ERROR_HANDLE_EOF | ERROR_BROKEN_PIPE | ERROR_PIPE_NOT_CONNECTED) => {
+            Ok(Ready(Err(code)))
+        }
+        // A message-mode pipe message longer than the buffer, read at
+        // once: a warning (STATUS_BUFFER_OVERFLOW), not an error, to the
+        // I/O manager, which queues the op's packet as for a success
+        // (message pipes are kept out of skip-on-success mode, where Wine
+        // would not; see `is_message_pipe`).
+        ERROR_MORE_DATA => Ok(Pending),
+        code => win32_code(code),
+    }
 }
 
 /// `WriteFile` at the op's offset.
@@ -201,6 +242,30 @@ pub(crate) unsafe fn submit_write(op: *mut IocpOp) -> io::Result<SubmissionResul
     // SAFETY: as in `submit_read`; the kernel only reads `buf`.
     let ok = unsafe { WriteFile(handle as HANDLE, buf, len, ptr::null_mut(), overlapped(op)) };
     win32_started(ok)
+}
+
+/// `ConnectNamedPipe` on a server instance.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `connect_pipe`.
+pub(crate) unsafe fn submit_connect_pipe(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `op` is live and not yet submitted;
+    // `handle` is read by value and only the `OVERLAPPED`'s address taken.
+    let (handle, ovl) = unsafe { (handle_of(op), overlapped(op)) };
+    // SAFETY: the OVERLAPPED lives in the op, which stays put until its
+    // completion is processed; the call reads nothing else of ours.
+    let ok = unsafe { ConnectNamedPipe(handle as HANDLE, ovl) };
+    if ok != 0 {
+        return Ok(Immediate);
+    }
+    match last_error() {
+        // A client connected between `CreateNamedPipeW` (or the last
+        // `DisconnectNamedPipe`) and this call: the instance is connected
+        // already. The call failed at once, so no packet comes.
+        ERROR_PIPE_CONNECTED => Ok(Ready(Ok(0))),
+        code => win32_code(code),
+    }
 }
 
 /// The Win32 access mask and creation disposition for `flags`, checked the
@@ -590,8 +655,15 @@ pub(crate) unsafe fn complete_bytes(_op: &mut IocpOp, res: Result<usize, u32>) -
 /// # Safety
 ///
 /// Never unsafe; `unsafe` only to fit the vtable.
-pub(crate) unsafe fn complete_read(_op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
-    output(res.or_else(read_result))
+pub(crate) unsafe fn complete_read(op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    match res {
+        // The first part of a message-mode pipe message that did not fit:
+        // the buffer is full of it, and the next read gets the rest (as
+        // tokio's named pipes report it). The kernel is done with the op,
+        // so its `OVERLAPPED` holds the byte count.
+        Err(ERROR_MORE_DATA) => output(Ok(op.header.overlapped.InternalHigh)),
+        res => output(res.or_else(read_result)),
+    }
 }
 
 /// Completion of `WSARecvFrom`: the bytes and the source address.
