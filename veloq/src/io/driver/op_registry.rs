@@ -301,6 +301,10 @@ impl<T> Default for OpRegistry<T> {
 }
 
 #[cfg(test)]
+#[path = "op_registry_proptests.rs"]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -66,6 +66,8 @@
 mod entries;
 mod level;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::task::{Context, Poll, Waker};
