@@ -18,9 +18,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# The poll-based compatibility layer (veloq::compat) is behind features;
-# its tests run in a build of their own with them on.
-COMPAT_FEATURES="futures-io,tokio"
+# The poll-based compatibility layer (veloq::compat) and the hyper glue are
+# behind features; their tests run in a build of their own with them on.
+COMPAT_FEATURES="futures-io,tokio,hyper"
 
 step "format check"
 cargo fmt --all -- --check
@@ -35,11 +35,19 @@ RUSTDOCFLAGS="-D warnings" cargo doc -p veloq --no-deps --quiet --features "$COM
 
 step "Linux leg: cargo test (io_uring driver)"
 cargo test --workspace
-cargo test -p veloq --features "$COMPAT_FEATURES" --test compat
+# The hyper tests also talk to curl, a client nobody here wrote.
+command -v curl >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+}
+cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper
+cargo test -p veloq --features "$COMPAT_FEATURES" --doc -- compat hyper
 
 step "Linux leg: unit + integration tests on the epoll driver (VELOQ_DRIVER=epoll)"
 VELOQ_DRIVER=epoll cargo test -p veloq --tests
-VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat
+VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper
+
+step "Linux leg: unit + integration tests under AddressSanitizer (io_uring, then epoll)"
+scripts/test-asan.sh
 
 if [ "${VELOQ_SKIP_WINDOWS:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
     step "Windows leg skipped (VELOQ_SKIP_WINDOWS=1)"
@@ -52,4 +60,4 @@ scripts/test-windows.sh --clippy --features "$COMPAT_FEATURES"
 
 step "Windows leg: cargo test under Wine (IOCP driver)"
 scripts/test-windows.sh
-scripts/test-windows.sh --test compat --features "$COMPAT_FEATURES"
+scripts/test-windows.sh --test compat --test hyper --features "$COMPAT_FEATURES"

@@ -39,6 +39,8 @@
 #[cfg(any(feature = "futures-io", feature = "tokio"))]
 pub mod compat;
 pub mod fs;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod io;
 pub mod net;
 pub mod process;
@@ -48,6 +50,8 @@ pub mod sync;
 pub(crate) mod sys;
 pub mod task;
 pub mod time;
+#[cfg(windows)]
+pub mod windows;
 
 pub use buf::BufResult;
 pub use io::buf;

@@ -344,11 +344,10 @@ fn accept_at_the_descriptor_limit_child() {
     let key = submit(&mut d, accept);
     let err = run(&mut d, key).res.unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
-    // Nothing is left running: a wait sleeps to its timeout.
+    // Nothing is left running: a wait completes nothing and the loop does
+    // not spin (a wait may still end early, e.g. on a signal).
     let before = d.stats();
-    let start = Instant::now();
     d.wait(Some(Duration::from_millis(100))).unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(90));
     assert_eq!(d.stats().completions, before.completions);
     assert!(d.stats().wait_calls - before.wait_calls <= 2);
 
