@@ -196,6 +196,24 @@ pub(crate) struct RecvFromName {
     pub(crate) from: *mut SockName,
 }
 
+/// Send from a caller-built `msghdr` (several buffers, ancillary data such
+/// as `SCM_RIGHTS`). The header and everything it points to live in the
+/// op's `keep` (stable heap memory) until the op completes.
+#[cfg(unix)]
+pub(crate) struct SendMsg {
+    pub(crate) fd: RawFd,
+    pub(crate) msg: *const libc::msghdr,
+}
+
+/// Receive into a caller-built `msghdr` (several buffers, a control
+/// buffer); the kernel updates its `msg_controllen` and `msg_flags`.
+/// Received descriptors are close-on-exec. Memory as for [`SendMsg`].
+#[cfg(unix)]
+pub(crate) struct RecvMsg {
+    pub(crate) fd: RawFd,
+    pub(crate) msg: *mut libc::msghdr,
+}
+
 /// Connect a stream socket to `addr`.
 pub(crate) struct Connect {
     pub(crate) fd: RawFd,

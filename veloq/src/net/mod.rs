@@ -24,6 +24,8 @@
 //! does; pass a `SocketAddr` to avoid it.
 
 mod addr;
+#[cfg(unix)]
+mod msg;
 mod socket;
 mod split;
 mod stash;

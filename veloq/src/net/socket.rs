@@ -173,9 +173,48 @@ impl Socket {
         self.send_at(buf, 0).await
     }
 
-    /// Receives into the first of `bufs` with room (see
-    /// `TcpStream::read_vectored`); all buffers are handed back in order.
+    /// Receives into `bufs` in order (see `TcpStream::read_vectored`): one
+    /// `recvmsg` over all of them on Unix.
+    #[cfg(unix)]
     pub(crate) async fn recv_vectored<B: IoBufMut>(
+        &self,
+        bufs: Vec<B>,
+    ) -> BufResult<usize, Vec<B>> {
+        let (res, bufs) = self.recv_msg(bufs, 0).await;
+        (res.map(|(n, _)| n), bufs)
+    }
+
+    /// Sends `bufs` in order (see `TcpStream::write_vectored`): one
+    /// `sendmsg` over all of them on Unix.
+    #[cfg(unix)]
+    pub(crate) async fn send_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.send_msg(bufs, &[]).await
+    }
+
+    /// Whether a cancelled read left data or is still in the kernel.
+    #[cfg(unix)]
+    pub(crate) fn stash_busy(&self) -> bool {
+        self.inner.stash().busy()
+    }
+
+    /// Receives into `bufs` in order (see `TcpStream::read_vectored`).
+    #[cfg(windows)]
+    pub(crate) async fn recv_vectored<B: IoBufMut>(
+        &self,
+        bufs: Vec<B>,
+    ) -> BufResult<usize, Vec<B>> {
+        self.recv_vectored_one(bufs).await
+    }
+
+    /// Sends `bufs` in order (see `TcpStream::write_vectored`).
+    #[cfg(windows)]
+    pub(crate) async fn send_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.send_vectored_one(bufs).await
+    }
+
+    /// Receives into the first of `bufs` with room; all buffers are handed
+    /// back in order.
+    pub(crate) async fn recv_vectored_one<B: IoBufMut>(
         &self,
         mut bufs: Vec<B>,
     ) -> BufResult<usize, Vec<B>> {
@@ -188,9 +227,10 @@ impl Socket {
         (res, bufs)
     }
 
-    /// Sends from the first of `bufs` holding data (see
-    /// `TcpStream::write_vectored`); all buffers are handed back in order.
-    pub(crate) async fn send_vectored<B: IoBuf>(
+    /// Sends from the first of `bufs` holding data; all buffers are handed
+    /// back in order.
+    #[cfg_attr(unix, allow(dead_code))]
+    pub(crate) async fn send_vectored_one<B: IoBuf>(
         &self,
         mut bufs: Vec<B>,
     ) -> BufResult<usize, Vec<B>> {

@@ -116,6 +116,12 @@ impl Stash {
         self.accepted.pop_front()
     }
 
+    /// Appends stream bytes a cancelled read took.
+    #[cfg_attr(windows, allow(dead_code))] // vectored receives are Unix-only
+    pub(crate) fn push_bytes(&mut self, data: &[u8]) {
+        self.bytes.extend(data);
+    }
+
     fn wake_all(&mut self) {
         for w in self.waiters.drain(..) {
             w.wake();
@@ -134,15 +140,15 @@ impl Drop for Stash {
 }
 
 /// Counts one orphan of `sock` for as long as it lives.
-struct OrphanGuard(Rc<SocketInner>);
+pub(crate) struct OrphanGuard(Rc<SocketInner>);
 
 impl OrphanGuard {
-    fn new(sock: Rc<SocketInner>) -> OrphanGuard {
+    pub(crate) fn new(sock: Rc<SocketInner>) -> OrphanGuard {
         sock.stash().orphans += 1;
         OrphanGuard(sock)
     }
 
-    fn stash(&self) -> std::cell::RefMut<'_, Stash> {
+    pub(crate) fn stash(&self) -> std::cell::RefMut<'_, Stash> {
         self.0.stash()
     }
 }

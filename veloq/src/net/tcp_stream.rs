@@ -170,8 +170,9 @@ impl TcpStream {
     /// bytes came in all (`0` at end of stream, or when no buffer has
     /// room). The buffers come back in the same order.
     ///
-    /// Today each call fills (part of) the first buffer with room, as std's
-    /// default `read_vectored` does; a later call continues with the next.
+    /// On Linux this is one `recvmsg` over all the buffers; on Windows each
+    /// call fills (part of) the first buffer with room, as std's default
+    /// `read_vectored` does, and a later call continues with the next.
     /// Cancel-safe, as [`read`](Self::read).
     pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.socket.recv_vectored(bufs).await
@@ -181,9 +182,9 @@ impl TcpStream {
     /// kernel took in all (possibly fewer than offered). The buffers come
     /// back in the same order.
     ///
-    /// Today each call writes from the first buffer holding data, as std's
-    /// default `write_vectored` does; use a loop (or `write_all` per
-    /// buffer) to send everything.
+    /// On Linux this is one `sendmsg` over all the buffers; on Windows each
+    /// call writes from the first buffer holding data, as std's default
+    /// `write_vectored` does. Loop to send everything.
     pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.socket.send_vectored(bufs).await
     }

@@ -329,8 +329,7 @@ impl UnixStream {
     /// bytes came in all (`0` at end of stream, or when no buffer has
     /// room). The buffers come back in the same order.
     ///
-    /// Today each call fills (part of) the first buffer with room, as std's
-    /// default `read_vectored` does; a later call continues with the next.
+    /// One `recvmsg` over all the buffers.
     /// Cancel-safe, as [`read`](Self::read).
     pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.socket.recv_vectored(bufs).await
@@ -340,11 +339,52 @@ impl UnixStream {
     /// kernel took in all (possibly fewer than offered). The buffers come
     /// back in the same order.
     ///
-    /// Today each call writes from the first buffer holding data, as std's
-    /// default `write_vectored` does; use a loop (or `write_all` per
-    /// buffer) to send everything.
+    /// One `sendmsg` over all the buffers.
     pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.socket.send_vectored(bufs).await
+    }
+
+    /// Sends `bufs` in order in one `sendmsg`, passing the descriptors
+    /// `fds` to the peer (`SCM_RIGHTS`) with the first byte; returns the
+    /// bytes sent. The peer receives its own descriptors for the same open
+    /// files (duplicates are made at once, so the caller may close its
+    /// copies as soon as this is called).
+    ///
+    /// ```no_run
+    /// use std::os::fd::AsFd;
+    /// # veloq::block_on(async {
+    /// let (a, b) = veloq::net::UnixStream::pair()?;
+    /// let file = std::fs::File::open("/etc/hostname")?;
+    /// let (res, _) = a.send_msg(vec![b"f".to_vec()], &[file.as_fd()]).await;
+    /// res?;
+    /// let (res, _) = b.recv_msg(vec![Vec::with_capacity(8)], 4).await;
+    /// let (n, fds) = res?;
+    /// assert_eq!((n, fds.len()), (1, 1));
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send_msg<B: IoBuf>(
+        &self,
+        bufs: Vec<B>,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> BufResult<usize, Vec<B>> {
+        self.socket.send_msg(bufs, fds).await
+    }
+
+    /// Receives into `bufs` in order in one `recvmsg`, with room for up to
+    /// `max_fds` descriptors the peer passed (`SCM_RIGHTS`, received
+    /// close-on-exec); returns the bytes received and the descriptors,
+    /// now owned by the caller. Descriptors beyond `max_fds` are dropped
+    /// by the kernel.
+    ///
+    /// Cancel-safe for the bytes, as [`read`](Self::read); descriptors a
+    /// dropped `recv_msg` had received are closed.
+    pub async fn recv_msg<B: IoBufMut>(
+        &self,
+        bufs: Vec<B>,
+        max_fds: usize,
+    ) -> BufResult<(usize, Vec<std::os::fd::OwnedFd>), Vec<B>> {
+        self.socket.recv_msg(bufs, max_fds).await
     }
 
     /// Reads until `buf[..bytes_total]` is full; `UnexpectedEof` if the

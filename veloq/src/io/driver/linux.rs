@@ -95,6 +95,8 @@ linux_ops!(
     RecvFrom,
     SendToName,
     RecvFromName,
+    SendMsg,
+    RecvMsg,
     Connect,
     Accept,
     Open,

@@ -74,6 +74,10 @@ pub(crate) enum NetOp {
         len: u32,
         from: *mut op::SockName,
     },
+    /// `sendmsg(MSG_NOSIGNAL)` of a header built by the caller.
+    SendMsg { fd: RawFd, msg: *const libc::msghdr },
+    /// `recvmsg(MSG_CMSG_CLOEXEC)` into a header built by the caller.
+    RecvMsg { fd: RawFd, msg: *mut libc::msghdr },
     /// `connect`, then (once writable) `SO_ERROR`. `started` once the
     /// kernel said `EINPROGRESS`.
     Connect {
@@ -107,6 +111,8 @@ impl NetOp {
             | NetOp::RecvFrom { fd, .. }
             | NetOp::SendToName { fd, .. }
             | NetOp::RecvFromName { fd, .. }
+            | NetOp::SendMsg { fd, .. }
+            | NetOp::RecvMsg { fd, .. }
             | NetOp::Connect { fd, .. }
             | NetOp::Accept { fd } => fd,
         }
@@ -118,10 +124,12 @@ impl NetOp {
             NetOp::Recv { .. }
             | NetOp::RecvFrom { .. }
             | NetOp::RecvFromName { .. }
+            | NetOp::RecvMsg { .. }
             | NetOp::Accept { .. } => Dir::Read,
             NetOp::Send { .. }
             | NetOp::SendTo { .. }
             | NetOp::SendToName { .. }
+            | NetOp::SendMsg { .. }
             | NetOp::Connect { .. } => Dir::Write,
         }
     }
@@ -155,6 +163,18 @@ impl NetOp {
                 // SAFETY: as for `Send`; the op owns `buf[..len]` for
                 // writing.
                 let r = retry(|| unsafe { libc::recv(*fd, buf.cast(), *len as usize, 0) });
+                finish(r, None)
+            }
+            NetOp::SendMsg { fd, msg } => {
+                // SAFETY: the header and the memory it points to live in
+                // the op's keep until the op completes.
+                let r = retry(|| unsafe { libc::sendmsg(*fd, *msg, libc::MSG_NOSIGNAL) });
+                finish(r, None)
+            }
+            NetOp::RecvMsg { fd, msg } => {
+                // SAFETY: as for `SendMsg`; the kernel writes the buffers,
+                // the control buffer and the header's lengths and flags.
+                let r = retry(|| unsafe { libc::recvmsg(*fd, *msg, libc::MSG_CMSG_CLOEXEC) });
                 finish(r, None)
             }
             NetOp::SendTo { fd, buf, len, addr } => {
@@ -406,6 +426,24 @@ impl IntoPlatformOp<EpollDriver> for op::RecvFrom {
             fd: self.fd,
             buf: self.buf,
             len: self.len,
+        })
+    }
+}
+
+impl IntoPlatformOp<EpollDriver> for op::SendMsg {
+    fn into_platform_op(self) -> EpollOp {
+        EpollOp::Net(NetOp::SendMsg {
+            fd: self.fd,
+            msg: self.msg,
+        })
+    }
+}
+
+impl IntoPlatformOp<EpollDriver> for op::RecvMsg {
+    fn into_platform_op(self) -> EpollOp {
+        EpollOp::Net(NetOp::RecvMsg {
+            fd: self.fd,
+            msg: self.msg,
         })
     }
 }

@@ -122,6 +122,10 @@ pub(crate) enum UringOp {
     /// `RECVMSG`; the source address (any family) is copied to the
     /// caller's `SockName` when the completion is processed.
     RecvFromName(MsgOp, *mut op::SockName),
+    /// `SENDMSG` of a header built by the caller (vectored, ancillary).
+    SendMsg { fd: RawFd, msg: *const libc::msghdr },
+    /// `RECVMSG` into a header built by the caller.
+    RecvMsg { fd: RawFd, msg: *mut libc::msghdr },
     /// `CONNECT` to the encoded address.
     Connect { fd: RawFd, addr: SockAddr },
     /// `ACCEPT` (with `SOCK_CLOEXEC`); the kernel writes the peer address
@@ -197,6 +201,12 @@ impl UringOp {
                 .flags(libc::MSG_NOSIGNAL)
                 .build(),
             UringOp::Recv { fd, buf, len } => opcode::Recv::new(types::Fd(*fd), *buf, *len).build(),
+            UringOp::SendMsg { fd, msg } => opcode::SendMsg::new(types::Fd(*fd), *msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build(),
+            UringOp::RecvMsg { fd, msg } => opcode::RecvMsg::new(types::Fd(*fd), *msg)
+                .flags(libc::MSG_CMSG_CLOEXEC as u32)
+                .build(),
             UringOp::SendTo(m) | UringOp::SendToName(m) => {
                 m.fix_pointers();
                 opcode::SendMsg::new(types::Fd(m.fd), &m.msg)
@@ -404,6 +414,24 @@ impl IntoPlatformOp<UringDriver> for op::SendToName {
 impl IntoPlatformOp<UringDriver> for op::RecvFromName {
     fn into_platform_op(self) -> UringOp {
         UringOp::RecvFromName(MsgOp::new(self.fd, self.buf, self.len, None), self.from)
+    }
+}
+
+impl IntoPlatformOp<UringDriver> for op::SendMsg {
+    fn into_platform_op(self) -> UringOp {
+        UringOp::SendMsg {
+            fd: self.fd,
+            msg: self.msg,
+        }
+    }
+}
+
+impl IntoPlatformOp<UringDriver> for op::RecvMsg {
+    fn into_platform_op(self) -> UringOp {
+        UringOp::RecvMsg {
+            fd: self.fd,
+            msg: self.msg,
+        }
     }
 }
 
