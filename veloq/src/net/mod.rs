@@ -24,6 +24,7 @@
 //! does; pass a `SocketAddr` to avoid it.
 
 mod addr;
+mod halves;
 #[cfg(unix)]
 mod msg;
 mod socket;
