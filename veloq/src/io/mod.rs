@@ -34,6 +34,7 @@ mod bufio;
 mod copy;
 pub(crate) mod driver;
 pub(crate) mod op;
+pub(crate) mod stash;
 mod traits;
 
 pub use bufio::{BufReader, BufWriter};

@@ -29,7 +29,7 @@ mod halves;
 mod msg;
 mod socket;
 mod split;
-mod stash;
+
 mod tcp_listener;
 mod tcp_stream;
 mod udp;

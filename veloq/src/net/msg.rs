@@ -20,10 +20,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use super::socket::{Socket, SocketInner};
-use super::stash::OrphanGuard;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::io::driver::op_registry::CancelHook;
 use crate::io::op::{self, Op, OpOutput};
+use crate::io::stash::OrphanGuard;
 
 /// The header of one `sendmsg`/`recvmsg` and what it points to; see the
 /// module docs.
@@ -142,7 +142,7 @@ struct RecvVecKeep<B> {
 struct OrphanRecvVec<B> {
     bufs: Vec<B>,
     parts: Box<MsgParts>,
-    guard: OrphanGuard,
+    guard: OrphanGuard<SocketInner>,
 }
 
 fn orphan_recv_vec<B: IoBufMut>(keep: RecvVecKeep<B>) -> Box<dyn CancelHook> {

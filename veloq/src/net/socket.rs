@@ -34,7 +34,7 @@ use crate::io::op::{self, Op, Recv, Send};
 use crate::runtime::context;
 use crate::sys::{self, RawFd};
 
-use super::stash::{OrphanRecv, RecvKeep, Stash};
+use crate::io::stash::{OrphanRecv, RecvKeep, Stash, StashKind, StashOwner};
 
 /// A registered socket.
 pub(crate) struct Socket {
@@ -49,15 +49,17 @@ pub(crate) struct SocketInner {
     stash: RefCell<Stash>,
 }
 
-impl SocketInner {
-    /// The socket's stash of what cancelled reads took.
-    pub(crate) fn stash(&self) -> RefMut<'_, Stash> {
+impl StashOwner for SocketInner {
+    fn stash(&self) -> RefMut<'_, Stash> {
         self.stash.borrow_mut()
     }
 
-    /// Whether this is a datagram socket (a receive takes one datagram).
-    pub(crate) fn is_datagram(&self) -> bool {
-        self.datagram
+    fn stash_kind(&self) -> StashKind {
+        if self.datagram {
+            StashKind::Datagrams
+        } else {
+            StashKind::Bytes
+        }
     }
 }
 

@@ -8,9 +8,9 @@ use socket2::{Protocol, SockAddr, Type};
 
 use super::addr;
 use super::socket::Socket;
-use super::stash::{OrphanAccept, Stash};
 use super::TcpStream;
 use crate::io::op::{Accept, Op};
+use crate::io::stash::{OrphanAccept, Stash};
 use crate::sys;
 
 /// Backlog of every listener: pending connections the kernel queues before

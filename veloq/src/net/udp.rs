@@ -9,9 +9,9 @@ use socket2::{Protocol, SockAddr, Type};
 
 use super::addr;
 use super::socket::{op_len, Socket};
-use super::stash::{OrphanRecv, RecvKeep};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::io::op::{self, Op, RecvFrom, SendTo};
+use crate::io::stash::{OrphanRecv, RecvKeep};
 
 /// A UDP socket.
 ///

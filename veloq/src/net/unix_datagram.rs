@@ -15,13 +15,13 @@ use std::rc::Rc;
 
 use socket2::{Domain, Type};
 
-use super::socket::{op_len, Socket};
-use super::stash::{OrphanRecv, RecvKeep};
+use super::socket::{op_len, Socket, SocketInner};
 use super::unix_stream::{from_sockaddr, path_addr, to_sockaddr, unnamed};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::io::driver::op_registry::CancelHook;
 use crate::io::driver::KeepAlive;
 use crate::io::op::{self, Op, OpOutput, RecvFromName, SendToName, SockName};
+use crate::io::stash::{OrphanRecv, RecvKeep};
 
 /// A Unix-domain datagram socket.
 ///
@@ -257,7 +257,7 @@ impl fmt::Debug for UnixDatagram {
 /// The keep-alive of a `recv_from`: the receive's, plus the memory the
 /// driver stores the source address in.
 struct NamedRecvKeep<B> {
-    recv: RecvKeep<B>,
+    recv: RecvKeep<B, SocketInner>,
     name: Rc<UnsafeCell<SockName>>,
 }
 

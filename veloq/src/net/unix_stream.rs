@@ -29,9 +29,9 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Type};
 
 use super::socket::Socket;
-use super::stash::{OrphanAccept, Stash};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::io::op::{Accept, Op};
+use crate::io::stash::{OrphanAccept, Stash};
 use crate::sys;
 
 /// Backlog of every listener, as for TCP.

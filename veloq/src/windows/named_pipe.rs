@@ -66,8 +66,7 @@
 //! completions (usually its next turn). Until then a dropped server
 //! instance can still take a client.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::cell::{RefCell, RefMut};
 use std::ffi::OsStr;
 use std::fmt;
 use std::future::poll_fn;
@@ -77,7 +76,6 @@ use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::{AsRawHandle, IntoRawHandle};
 use std::ptr;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use windows_sys::Win32::Foundation::{GetLastError, HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::Storage::FileSystem::{
@@ -91,9 +89,9 @@ use windows_sys::Win32::System::Pipes::{
 };
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::io::driver::op_registry::CancelHook;
 use crate::io::driver::Driver;
-use crate::io::op::{self, ConnectPipe, Op, OpOutput, ReadFixed, WriteFixed};
+use crate::io::op::{self, ConnectPipe, Op, ReadFixed, WriteFixed};
+use crate::io::stash::{OrphanRecv, RecvKeep, Stash, StashKind, StashOwner};
 use crate::io::{AsyncRead, AsyncWrite};
 use crate::runtime::context;
 use crate::sys::{self, RawFd};
@@ -595,99 +593,16 @@ struct PipeInner {
     stash: RefCell<Stash>,
 }
 
-/// What a pipe end's cancelled reads received (see "Cancellation" in the
-/// module docs).
-///
-/// `orphans` counts the live hooks of cancelled reads of this pipe end:
-/// each adds one when made and takes it away when dropped (after stashing
-/// its bytes, or without, when the op failed or its driver went away),
-/// then wakes the reads waiting for it.
-#[derive(Default)]
-struct Stash {
-    orphans: usize,
-    /// One entry per cancelled read that got bytes, oldest first; the
-    /// front one may be partly taken already.
-    chunks: VecDeque<Vec<u8>>,
-    waiters: Vec<Waker>,
-}
-
-impl Stash {
-    /// Ready once no cancelled read is in flight, or bytes are stashed.
-    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.orphans == 0 || !self.chunks.is_empty() {
-            return Poll::Ready(());
-        }
-        if !self.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            self.waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
+impl StashOwner for PipeInner {
+    fn stash(&self) -> RefMut<'_, Stash> {
+        self.stash.borrow_mut()
     }
 
-    /// Copies the oldest chunk (as much as fits) into
-    /// `buf[off..bytes_total]` and marks it initialised; `None` if nothing
-    /// is stashed. `off < bytes_total` and `buf[..off]` is initialised.
-    fn take<B: IoBufMut>(&mut self, buf: &mut B, off: usize) -> Option<usize> {
-        let chunk = self.chunks.front_mut()?;
-        let n = chunk.len().min(buf.bytes_total() - off);
-        // SAFETY: `off + n <= bytes_total`, inside the buffer, which `buf`
-        // borrows mutably; the source is a separate allocation. Then
-        // `buf[..off]` was initialised (the caller's contract) and
-        // `buf[off..off + n]` just written.
-        unsafe {
-            ptr::copy_nonoverlapping(chunk.as_ptr(), buf.stable_mut_ptr().add(off), n);
-            buf.set_init(off + n);
-        }
-        chunk.drain(..n);
-        if chunk.is_empty() {
-            self.chunks.pop_front();
-        }
-        Some(n)
-    }
-}
-
-/// The hook of a read whose future was dropped: what the op received goes
-/// to the pipe end's stash.
-struct OrphanRead<B> {
-    buf: B,
-    off: usize,
-    pipe: Rc<PipeInner>,
-}
-
-impl<B: IoBufMut> OrphanRead<B> {
-    /// The read's [`Orphan`](crate::io::op::Orphan): counts itself in the
-    /// stash for as long as it lives.
-    fn orphan(keep: (B, usize, Rc<PipeInner>)) -> Box<dyn CancelHook> {
-        let (buf, off, pipe) = keep;
-        pipe.stash.borrow_mut().orphans += 1;
-        Box::new(OrphanRead { buf, off, pipe })
-    }
-}
-
-impl<B: IoBufMut> CancelHook for OrphanRead<B> {
-    fn completed(mut self: Box<Self>, out: OpOutput) {
-        // End of stream or an error is not data: the next read finds it
-        // again by itself.
-        let n = match out.res {
-            Ok(n) if n > 0 => n,
-            _ => return,
-        };
-        let n = n.min(self.buf.bytes_total().saturating_sub(self.off));
-        // SAFETY: the kernel wrote `n` bytes at `buf[off..]` (a read never
-        // reports more than it had room for) and has let go of the
-        // buffer: its completion is being processed.
-        let data =
-            unsafe { std::slice::from_raw_parts(self.buf.stable_mut_ptr().add(self.off), n) };
-        self.pipe.stash.borrow_mut().chunks.push_back(data.to_vec());
-    }
-}
-
-impl<B> Drop for OrphanRead<B> {
-    fn drop(&mut self) {
-        let mut stash = self.pipe.stash.borrow_mut();
-        stash.orphans -= 1;
-        for w in stash.waiters.drain(..) {
-            w.wake();
-        }
+    /// One entry per cancelled read that got bytes, the rest of a
+    /// partly taken one left for the next read: message boundaries hold
+    /// in message mode, and in byte mode the bytes simply come in order.
+    fn stash_kind(&self) -> StashKind {
+        StashKind::Messages
     }
 }
 
@@ -737,10 +652,10 @@ impl Pipe {
             // buffer), rather than a kernel read of 0 bytes.
             return (Ok(0), buf);
         }
-        if self.inner.stash.borrow().orphans > 0 || !self.inner.stash.borrow().chunks.is_empty() {
+        if self.inner.stash().busy() {
             // Bytes of a cancelled read come first, in order.
-            poll_fn(|cx| self.inner.stash.borrow_mut().poll_gate(cx)).await;
-            if let Some(n) = self.inner.stash.borrow_mut().take(&mut buf, off) {
+            poll_fn(|cx| self.inner.stash().poll_gate(cx)).await;
+            if let Some(n) = self.inner.stash().take_message(&mut buf, off) {
                 return (Ok(n), buf);
             }
         }
@@ -755,8 +670,13 @@ impl Pipe {
             offset: 0,
             fixed: None,
         };
-        let keep = (buf, off, self.inner.clone());
-        let (out, (mut buf, _, _)) = Op::submit_with(desc, keep, OrphanRead::orphan).await;
+        let keep = RecvKeep {
+            buf,
+            off,
+            sock: self.inner.clone(),
+        };
+        let (out, keep) = Op::submit_with(desc, keep, OrphanRecv::orphan).await;
+        let mut buf = keep.buf;
         // SAFETY: the op read at most `len` bytes into `buf[off..]`, with
         // `off + len <= total`; the caller guarantees `buf[..off]` was
         // initialised.

@@ -1,5 +1,11 @@
 //! Cancel-safe reads: what a cancelled read-like op had already taken from
-//! a socket, kept for the next read on the same socket.
+//! a socket or pipe, kept for the next read on the same handle.
+//!
+//! The handle's shared state (a socket's `SocketInner`, a named pipe's
+//! `PipeInner`) holds one [`Stash`] and says, as a [`StashOwner`], what
+//! kind of data its reads take: a byte stream, whole datagrams (a short
+//! buffer cuts one), or messages (a short buffer leaves the rest for the
+//! next read).
 //!
 //! A receive whose future is dropped may still complete with data: the
 //! kernel had filled the buffer before the cancel reached it (io_uring,
@@ -25,18 +31,40 @@
 //! - Stashed accepted sockets are owned here: dropping the stash closes
 //!   them.
 
+use std::cell::RefMut;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::socket::SocketInner;
 use crate::buf::IoBufMut;
 use crate::io::driver::op_registry::CancelHook;
 use crate::io::op::OpOutput;
 use crate::sys::{self, RawFd};
 
-/// What one socket's cancelled reads left behind; see the module docs.
+/// How a handle's reads divide what they take (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StashKind {
+    /// A byte stream (stream sockets, byte-mode pipes).
+    Bytes,
+    /// Datagrams: one per read, cut to the buffer.
+    Datagrams,
+    /// Messages: one per read, the rest left for the next read
+    /// (message-mode pipes).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    Messages,
+}
+
+/// A handle's shared state that holds a [`Stash`].
+pub(crate) trait StashOwner: 'static {
+    /// The handle's stash.
+    fn stash(&self) -> RefMut<'_, Stash>;
+
+    /// How its reads divide what they take.
+    fn stash_kind(&self) -> StashKind;
+}
+
+/// What one handle's cancelled reads left behind; see the module docs.
 #[derive(Default)]
 pub(crate) struct Stash {
     /// Orphaned read-like ops still in the kernel.
@@ -45,6 +73,8 @@ pub(crate) struct Stash {
     bytes: VecDeque<u8>,
     /// Whole datagrams (datagram sockets), oldest first.
     datagrams: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
+    /// Messages, oldest first; the front one may be partly taken.
+    messages: VecDeque<Vec<u8>>,
     /// Accepted connections (listeners), oldest first; owned.
     accepted: VecDeque<(RawFd, Option<SocketAddr>)>,
     /// Reads waiting at the gate.
@@ -55,17 +85,19 @@ impl Stash {
     /// Whether a new read must go through the gate (or take stashed data).
     #[inline]
     pub(crate) fn busy(&self) -> bool {
-        self.orphans > 0
-            || !self.bytes.is_empty()
+        self.orphans > 0 || !self.bytes.is_empty() || self.has_data()
+    }
+
+    fn has_data(&self) -> bool {
+        !self.bytes.is_empty()
             || !self.datagrams.is_empty()
+            || !self.messages.is_empty()
             || !self.accepted.is_empty()
     }
 
     /// Ready once no orphan is in the kernel or data is stashed.
     pub(crate) fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let has_data =
-            !self.bytes.is_empty() || !self.datagrams.is_empty() || !self.accepted.is_empty();
-        if self.orphans == 0 || has_data {
+        if self.orphans == 0 || self.has_data() {
             return Poll::Ready(());
         }
         if !self.waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -111,6 +143,28 @@ impl Stash {
         Some((n, addr))
     }
 
+    /// Moves (as much as fits of) the oldest stashed message into
+    /// `buf[off..bytes_total]`; the rest stays for the next read. `None`
+    /// when nothing is stashed. `buf[..off]` must be initialised.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn take_message<B: IoBufMut>(&mut self, buf: &mut B, off: usize) -> Option<usize> {
+        let message = self.messages.front_mut()?;
+        let n = message.len().min(buf.bytes_total() - off);
+        // SAFETY: `off + n <= bytes_total`, inside the buffer, which `buf`
+        // borrows mutably; the source is a separate allocation. Then
+        // `buf[..off]` was initialised (the caller's contract) and
+        // `buf[off..off + n]` just written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), buf.stable_mut_ptr().add(off), n);
+            buf.set_init(off + n);
+        }
+        message.drain(..n);
+        if message.is_empty() {
+            self.messages.pop_front();
+        }
+        Some(n)
+    }
+
     /// The oldest stashed connection, now owned by the caller.
     pub(crate) fn take_accepted(&mut self) -> Option<(RawFd, Option<SocketAddr>)> {
         self.accepted.pop_front()
@@ -139,21 +193,21 @@ impl Drop for Stash {
     }
 }
 
-/// Counts one orphan of `sock` for as long as it lives.
-pub(crate) struct OrphanGuard(Rc<SocketInner>);
+/// Counts one orphan of its handle for as long as it lives.
+pub(crate) struct OrphanGuard<S: StashOwner>(Rc<S>);
 
-impl OrphanGuard {
-    pub(crate) fn new(sock: Rc<SocketInner>) -> OrphanGuard {
-        sock.stash().orphans += 1;
-        OrphanGuard(sock)
+impl<S: StashOwner> OrphanGuard<S> {
+    pub(crate) fn new(owner: Rc<S>) -> OrphanGuard<S> {
+        owner.stash().orphans += 1;
+        OrphanGuard(owner)
     }
 
-    pub(crate) fn stash(&self) -> std::cell::RefMut<'_, Stash> {
+    pub(crate) fn stash(&self) -> RefMut<'_, Stash> {
         self.0.stash()
     }
 }
 
-impl Drop for OrphanGuard {
+impl<S: StashOwner> Drop for OrphanGuard<S> {
     fn drop(&mut self) {
         let mut stash = self.0.stash();
         stash.orphans -= 1;
@@ -161,24 +215,24 @@ impl Drop for OrphanGuard {
     }
 }
 
-/// The keep-alive of a receive (`Recv`, `RecvFrom`): the buffer, where the
-/// kernel writes into it, and the socket.
-pub(crate) struct RecvKeep<B> {
+/// The keep-alive of a receive (`Recv`, `RecvFrom`, a pipe's read): the
+/// buffer, where the kernel writes into it, and the handle.
+pub(crate) struct RecvKeep<B, S> {
     pub(crate) buf: B,
     pub(crate) off: usize,
-    pub(crate) sock: Rc<SocketInner>,
+    pub(crate) sock: Rc<S>,
 }
 
 /// The hook of a receive whose future was dropped; see the module docs.
-pub(crate) struct OrphanRecv<B> {
+pub(crate) struct OrphanRecv<B, S: StashOwner> {
     buf: B,
     off: usize,
-    guard: OrphanGuard,
+    guard: OrphanGuard<S>,
 }
 
-impl<B: IoBufMut> OrphanRecv<B> {
+impl<B: IoBufMut, S: StashOwner> OrphanRecv<B, S> {
     /// [`Orphan`](crate::io::op::Orphan) of a receive.
-    pub(crate) fn orphan(keep: RecvKeep<B>) -> Box<dyn CancelHook> {
+    pub(crate) fn orphan(keep: RecvKeep<B, S>) -> Box<dyn CancelHook> {
         Box::new(OrphanRecv {
             buf: keep.buf,
             off: keep.off,
@@ -187,12 +241,13 @@ impl<B: IoBufMut> OrphanRecv<B> {
     }
 }
 
-impl<B: IoBufMut> CancelHook for OrphanRecv<B> {
+impl<B: IoBufMut, S: StashOwner> CancelHook for OrphanRecv<B, S> {
     fn completed(mut self: Box<Self>, out: OpOutput) {
         let Ok(n) = out.res else { return };
-        let datagram = self.guard.0.is_datagram();
-        // End of stream is not data: the next read sees it again.
-        if n == 0 && !datagram {
+        let kind = self.guard.0.stash_kind();
+        // End of stream is not data: the next read sees it again. (An
+        // empty datagram is one.)
+        if n == 0 && kind != StashKind::Datagrams {
             return;
         }
         let room = self.buf.bytes_total().saturating_sub(self.off);
@@ -203,30 +258,30 @@ impl<B: IoBufMut> CancelHook for OrphanRecv<B> {
         let data =
             unsafe { std::slice::from_raw_parts(self.buf.stable_mut_ptr().add(self.off), n) };
         let mut stash = self.guard.stash();
-        if datagram {
-            stash.datagrams.push_back((data.to_vec(), out.addr));
-        } else {
-            stash.bytes.extend(data);
+        match kind {
+            StashKind::Bytes => stash.bytes.extend(data),
+            StashKind::Datagrams => stash.datagrams.push_back((data.to_vec(), out.addr)),
+            StashKind::Messages => stash.messages.push_back(data.to_vec()),
         }
     }
 }
 
 /// The hook of an accept whose future was dropped: a connection it took
 /// goes to the listener's next accept.
-pub(crate) struct OrphanAccept {
-    guard: OrphanGuard,
+pub(crate) struct OrphanAccept<S: StashOwner> {
+    guard: OrphanGuard<S>,
 }
 
-impl OrphanAccept {
+impl<S: StashOwner> OrphanAccept<S> {
     /// [`Orphan`](crate::io::op::Orphan) of an accept.
-    pub(crate) fn orphan(listener: Rc<SocketInner>) -> Box<dyn CancelHook> {
+    pub(crate) fn orphan(listener: Rc<S>) -> Box<dyn CancelHook> {
         Box::new(OrphanAccept {
             guard: OrphanGuard::new(listener),
         })
     }
 }
 
-impl CancelHook for OrphanAccept {
+impl<S: StashOwner> CancelHook for OrphanAccept<S> {
     fn completed(self: Box<Self>, out: OpOutput) {
         if let Ok(fd) = out.res {
             self.guard
