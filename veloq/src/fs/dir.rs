@@ -1,15 +1,25 @@
 //! Creating and removing directories: [`create_dir`], [`create_dir_all`],
 //! [`remove_dir`], [`remove_dir_all`] and [`DirBuilder`].
 //!
-//! Each runs the `std::fs` call of the same name on the crate's blocking
-//! pool (one trip per call, however deep a recursive one goes), with the
-//! errors `std::fs` reports. They need no veloq runtime. Listing a
-//! directory is [`read_dir`](super::read_dir).
+//! On the io_uring driver, creating and removing one directory are the
+//! `MKDIRAT` and `UNLINKAT` (`AT_REMOVEDIR`) opcodes, and a recursive
+//! create is a walk of `MKDIRAT`s (with `STATX` to tell an existing
+//! directory from something else in the way), where the kernel has them.
+//! Otherwise (epoll, IOCP, no runtime) and for `remove_dir_all`, the
+//! `std::fs` call of the same name runs on the crate's blocking pool (one
+//! trip per call, however deep a recursive one goes). Errors are those
+//! `std::fs` reports. They need no veloq runtime. Listing a directory is
+//! [`read_dir`](super::read_dir).
 
 use std::io;
 use std::path::Path;
 
+use super::native;
 use crate::runtime::blocking;
+
+/// The mode bits of a created directory when none is given (before the
+/// umask), as std's `DirBuilder`.
+const DEFAULT_DIR_MODE: u32 = 0o777;
 
 /// Creates the directory `path`; its parent must exist.
 ///
@@ -31,6 +41,9 @@ use crate::runtime::blocking;
 /// # }
 /// ```
 pub async fn create_dir(path: impl AsRef<Path>) -> io::Result<()> {
+    if let Some(res) = native::create_dir(path.as_ref(), DEFAULT_DIR_MODE).await {
+        return res;
+    }
     let path = path.as_ref().to_owned();
     blocking::run(move || std::fs::create_dir(path)).await
 }
@@ -56,6 +69,9 @@ pub async fn create_dir(path: impl AsRef<Path>) -> io::Result<()> {
 /// # }
 /// ```
 pub async fn create_dir_all(path: impl AsRef<Path>) -> io::Result<()> {
+    if let Some(res) = native::create_dir_all(path.as_ref(), DEFAULT_DIR_MODE).await {
+        return res;
+    }
     let path = path.as_ref().to_owned();
     blocking::run(move || std::fs::create_dir_all(path)).await
 }
@@ -81,6 +97,9 @@ pub async fn create_dir_all(path: impl AsRef<Path>) -> io::Result<()> {
 /// # }
 /// ```
 pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
+    if let Some(res) = native::remove(path.as_ref(), true).await {
+        return res;
+    }
     let path = path.as_ref().to_owned();
     blocking::run(move || std::fs::remove_dir(path)).await
 }
@@ -171,12 +190,32 @@ impl DirBuilder {
         self
     }
 
+    /// The mode bits directories are created with.
+    #[cfg(unix)]
+    fn mode_bits(&self) -> u32 {
+        self.mode.unwrap_or(DEFAULT_DIR_MODE)
+    }
+
+    /// The mode bits directories are created with (unused on Windows).
+    #[cfg(windows)]
+    fn mode_bits(&self) -> u32 {
+        DEFAULT_DIR_MODE
+    }
+
     /// Creates the directory `path` with these options.
     ///
     /// # Errors
     ///
     /// As [`create_dir`] or, when recursive, [`create_dir_all`].
     pub async fn create(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let native = if self.recursive {
+            native::create_dir_all(path.as_ref(), self.mode_bits()).await
+        } else {
+            native::create_dir(path.as_ref(), self.mode_bits()).await
+        };
+        if let Some(res) = native {
+            return res;
+        }
         let path = path.as_ref().to_owned();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(self.recursive);

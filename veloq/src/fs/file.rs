@@ -327,12 +327,13 @@ impl File {
         (out.res, buf)
     }
 
-    /// Returns the file's metadata (`fstat`; on Windows
-    /// `GetFileInformationByHandle`), read on the blocking pool.
+    /// Returns the file's metadata: io_uring `STATX` on the handle
+    /// (`AT_EMPTY_PATH`) where the kernel has it, else `fstat` (on Windows
+    /// `GetFileInformationByHandle`) on the blocking pool.
     ///
-    /// The call runs on a duplicate of the handle, so it is sound even if
-    /// this future is dropped and the file closed before the pool gets to
-    /// it.
+    /// Sound even if this future is dropped and the file closed early: the
+    /// op keeps the handle open until the kernel is done with it, and the
+    /// pool's call runs on a duplicate of the handle.
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
@@ -349,9 +350,12 @@ impl File {
     /// })
     /// # }
     /// ```
-    pub async fn metadata(&self) -> io::Result<std::fs::Metadata> {
+    pub async fn metadata(&self) -> io::Result<super::Metadata> {
+        if let Some(res) = super::native::file_metadata(self.fd(), self.shared()).await {
+            return res;
+        }
         let file = self.inner.file.try_clone()?;
-        crate::runtime::blocking::run(move || file.metadata()).await
+        crate::runtime::blocking::run(move || file.metadata().map(super::Metadata::from)).await
     }
 
     /// Truncates or extends the file to `size` bytes (extending fills with

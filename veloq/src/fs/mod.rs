@@ -23,6 +23,10 @@
 mod contents;
 mod dir;
 mod file;
+mod metadata;
+#[cfg_attr(target_os = "linux", path = "native/linux.rs")]
+#[cfg_attr(windows, path = "native/windows.rs")]
+mod native;
 mod open_options;
 mod path_ops;
 mod read_dir;
@@ -30,6 +34,7 @@ mod read_dir;
 pub use contents::{read, read_to_string, write};
 pub use dir::{create_dir, create_dir_all, remove_dir, remove_dir_all, DirBuilder};
 pub use file::File;
+pub use metadata::{FileType, Metadata};
 pub use open_options::OpenOptions;
 #[cfg(unix)]
 pub use path_ops::symlink;
@@ -38,5 +43,5 @@ pub use path_ops::{
     symlink_metadata, try_exists,
 };
 pub use read_dir::{read_dir, DirEntry, ReadDir};
-/// Metadata, file types and permissions are std's own types.
-pub use std::fs::{FileType, Metadata, Permissions};
+/// Permissions are std's own type.
+pub use std::fs::Permissions;

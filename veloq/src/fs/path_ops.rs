@@ -1,19 +1,26 @@
 //! Operations on paths that neither open a file for I/O nor walk a
 //! directory: metadata, renames, links, removal of files, permissions.
 //!
-//! Each one is the `std::fs` call of the same name run on the crate's
-//! bounded blocking pool, so the worker never blocks on the file system
-//! and every driver (io_uring, epoll, IOCP) behaves the same. Errors are
-//! exactly those `std::fs` reports (`NotFound`, `AlreadyExists`,
-//! `PermissionDenied`, `InvalidInput` for a path with an embedded NUL, …).
+//! On the io_uring driver, `metadata`, `symlink_metadata`, `rename`,
+//! `remove_file`, `hard_link` and `symlink` are io_uring opcodes (`STATX`,
+//! `RENAMEAT`, `UNLINKAT`, `LINKAT`, `SYMLINKAT`) where the kernel has them
+//! (the driver probes once when it starts). Everywhere else — the epoll
+//! driver, IOCP, a kernel without the opcode, no veloq runtime at all —
+//! and for the other functions here, the `std::fs` call of the same name
+//! runs on the crate's bounded blocking pool. Either way the worker never
+//! blocks on the file system, and errors are exactly those `std::fs`
+//! reports (`NotFound`, `AlreadyExists`, `PermissionDenied`,
+//! `InvalidInput` for a path with an embedded NUL, …).
 //!
-//! None of these needs a veloq runtime: the result arrives through a
-//! thread-safe waker, so they may be awaited under any executor.
+//! None of these needs a veloq runtime: outside one they take the pool,
+//! whose result arrives through a thread-safe waker.
 
-use std::fs::{Metadata, Permissions};
+use std::fs::Permissions;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::native;
+use super::Metadata;
 use crate::runtime::blocking;
 
 /// Returns the metadata of the file or directory at `path`, following
@@ -39,8 +46,11 @@ use crate::runtime::blocking;
 /// # }
 /// ```
 pub async fn metadata(path: impl AsRef<Path>) -> io::Result<Metadata> {
+    if let Some(res) = native::metadata(path.as_ref(), true).await {
+        return res;
+    }
     let path = path.as_ref().to_owned();
-    blocking::run(move || std::fs::metadata(path)).await
+    blocking::run(move || std::fs::metadata(path).map(Metadata::from)).await
 }
 
 /// Returns the metadata of `path` itself, not following a symbolic link
@@ -64,8 +74,11 @@ pub async fn metadata(path: impl AsRef<Path>) -> io::Result<Metadata> {
 /// # }
 /// ```
 pub async fn symlink_metadata(path: impl AsRef<Path>) -> io::Result<Metadata> {
+    if let Some(res) = native::metadata(path.as_ref(), false).await {
+        return res;
+    }
     let path = path.as_ref().to_owned();
-    blocking::run(move || std::fs::symlink_metadata(path)).await
+    blocking::run(move || std::fs::symlink_metadata(path).map(Metadata::from)).await
 }
 
 /// Renames `from` to `to`, replacing `to` if it is a file (and, on Unix,
@@ -91,6 +104,9 @@ pub async fn symlink_metadata(path: impl AsRef<Path>) -> io::Result<Metadata> {
 /// # }
 /// ```
 pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+    if let Some(res) = native::rename(from.as_ref(), to.as_ref()).await {
+        return res;
+    }
     let from = from.as_ref().to_owned();
     let to = to.as_ref().to_owned();
     blocking::run(move || std::fs::rename(from, to)).await
@@ -118,6 +134,9 @@ pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<
 /// # }
 /// ```
 pub async fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
+    if let Some(res) = native::remove(path.as_ref(), false).await {
+        return res;
+    }
     let path = path.as_ref().to_owned();
     blocking::run(move || std::fs::remove_file(path)).await
 }
@@ -144,6 +163,9 @@ pub async fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
 /// # }
 /// ```
 pub async fn hard_link(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+    if let Some(res) = native::hard_link(original.as_ref(), link.as_ref()).await {
+        return res;
+    }
     let original = original.as_ref().to_owned();
     let link = link.as_ref().to_owned();
     blocking::run(move || std::fs::hard_link(original, link)).await
@@ -172,6 +194,9 @@ pub async fn hard_link(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io
 /// ```
 #[cfg(unix)]
 pub async fn symlink(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+    if let Some(res) = native::symlink(original.as_ref(), link.as_ref()).await {
+        return res;
+    }
     let original = original.as_ref().to_owned();
     let link = link.as_ref().to_owned();
     blocking::run(move || std::os::unix::fs::symlink(original, link)).await

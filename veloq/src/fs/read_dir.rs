@@ -16,10 +16,10 @@
 //!   up (the stream is cancel-safe).
 //! - Entries come out in the order std yields them, errors in place.
 
+use super::{FileType, Metadata};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{FileType, Metadata};
 use std::future::{poll_fn, Future};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ fn next_batch(mut iter: Box<std::fs::ReadDir>) -> Batch {
     while entries.len() < BATCH {
         match iter.next() {
             Some(Ok(std)) => {
-                let file_type = std.file_type().ok();
+                let file_type = std.file_type().ok().map(FileType::from);
                 entries.push_back(Ok(DirEntry {
                     std: Arc::new(std),
                     file_type,
@@ -269,7 +269,7 @@ impl DirEntry {
     /// system's other errors.
     pub async fn metadata(&self) -> io::Result<Metadata> {
         let std = self.std.clone();
-        blocking::run(move || std.metadata()).await
+        blocking::run(move || std.metadata().map(Metadata::from)).await
     }
 
     /// The entry's file type, not following a symbolic link. Usually
@@ -283,7 +283,7 @@ impl DirEntry {
             return Ok(file_type);
         }
         let std = self.std.clone();
-        blocking::run(move || std.file_type()).await
+        blocking::run(move || std.file_type().map(FileType::from)).await
     }
 }
 

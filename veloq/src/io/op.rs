@@ -309,6 +309,79 @@ pub(crate) struct ConnectPipe {
     pub(crate) fd: RawFd,
 }
 
+// --- filesystem path ops (fsuring) ---
+//
+// Path operations the io_uring driver runs as opcodes (Linux only; the fs
+// layer asks `LinuxDriver::supports_path_op` first and uses the blocking
+// pool where the answer is no). Every path is a NUL-terminated string
+// owned by the op's `keep` (a `CString`, whose heap bytes do not move), as
+// is the `statx` buffer the kernel writes.
+
+/// Which path op: what the fs layer asks the driver about.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathOpKind {
+    /// [`Statx`].
+    Statx,
+    /// [`RenameAt`].
+    RenameAt,
+    /// [`UnlinkAt`].
+    UnlinkAt,
+    /// [`MkdirAt`].
+    MkdirAt,
+    /// [`LinkAt`].
+    LinkAt,
+    /// [`SymlinkAt`].
+    SymlinkAt,
+}
+
+/// `statx(dirfd, path, flags, STATX_BASIC_STATS | STATX_BTIME, buf)`: the
+/// kernel fills `*buf`. `dirfd` is `AT_FDCWD` for a path, or an open file
+/// with an empty path and `AT_EMPTY_PATH`.
+#[cfg(target_os = "linux")]
+pub(crate) struct Statx {
+    pub(crate) dirfd: RawFd,
+    pub(crate) path: *const libc::c_char,
+    pub(crate) flags: i32,
+    pub(crate) buf: *mut libc::statx,
+}
+
+/// `renameat(AT_FDCWD, from, AT_FDCWD, to)`.
+#[cfg(target_os = "linux")]
+pub(crate) struct RenameAt {
+    pub(crate) from: *const libc::c_char,
+    pub(crate) to: *const libc::c_char,
+}
+
+/// `unlinkat(AT_FDCWD, path, dir ? AT_REMOVEDIR : 0)`.
+#[cfg(target_os = "linux")]
+pub(crate) struct UnlinkAt {
+    pub(crate) path: *const libc::c_char,
+    pub(crate) dir: bool,
+}
+
+/// `mkdirat(AT_FDCWD, path, mode)`.
+#[cfg(target_os = "linux")]
+pub(crate) struct MkdirAt {
+    pub(crate) path: *const libc::c_char,
+    pub(crate) mode: u32,
+}
+
+/// `linkat(AT_FDCWD, original, AT_FDCWD, link, 0)` (a hard link; a
+/// symbolic `original` is linked itself, as std does).
+#[cfg(target_os = "linux")]
+pub(crate) struct LinkAt {
+    pub(crate) original: *const libc::c_char,
+    pub(crate) link: *const libc::c_char,
+}
+
+/// `symlinkat(original, AT_FDCWD, link)`.
+#[cfg(target_os = "linux")]
+pub(crate) struct SymlinkAt {
+    pub(crate) original: *const libc::c_char,
+    pub(crate) link: *const libc::c_char,
+}
+
 enum State {
     /// In flight in the driver under this key.
     Submitted(OpKey),

@@ -433,6 +433,10 @@ impl Driver for EpollDriver {
                     "veloq: submit of an op already in the pool",
                 ));
             }
+            EpollOp::Unsupported(what) => {
+                self.registry.release(key);
+                return Err(io::Error::new(io::ErrorKind::Unsupported, what));
+            }
         }
         Ok(())
     }

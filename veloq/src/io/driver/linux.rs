@@ -104,6 +104,13 @@ linux_ops!(
     Fsync,
     SyncFileRange,
     Fallocate,
+    // --- filesystem path ops (fsuring) ---
+    Statx,
+    RenameAt,
+    UnlinkAt,
+    MkdirAt,
+    LinkAt,
+    SymlinkAt,
 );
 
 /// Forwards a method call to the active backend.
@@ -122,6 +129,25 @@ impl LinuxDriver {
         match self {
             LinuxDriver::Uring(_) => DriverKind::IoUring,
             LinuxDriver::Epoll(_) => DriverKind::Epoll,
+        }
+    }
+
+    /// Whether the path op `kind` runs as a driver op: on io_uring when the
+    /// kernel has its opcode; never on epoll (the fs layer then uses the
+    /// blocking pool).
+    pub(crate) fn supports_path_op(&self, kind: op::PathOpKind) -> bool {
+        match self {
+            LinuxDriver::Uring(d) => d.supports_path_op(kind),
+            LinuxDriver::Epoll(_) => false,
+        }
+    }
+
+    /// Makes the io_uring backend forget its path opcodes (tests of the
+    /// fallback); nothing on epoll.
+    #[cfg(test)]
+    pub(crate) fn forget_path_ops(&mut self) {
+        if let LinuxDriver::Uring(d) = self {
+            d.forget_path_ops();
         }
     }
 

@@ -99,6 +99,7 @@ mod buf_table;
 mod deadline;
 mod drain;
 mod op;
+mod path_op;
 mod setup;
 
 #[cfg(test)]
@@ -124,6 +125,7 @@ use super::eventfd::EventFdWaker;
 use buf_table::{BufTable, TABLE_SLOTS};
 use deadline::Deadlines;
 pub(crate) use op::UringOp;
+pub(crate) use path_op::PathOpSet;
 pub(crate) use setup::SetupLevel;
 
 /// How long a dropping driver waits for the kernel to report the ops it
@@ -212,6 +214,8 @@ pub(crate) struct UringDriver {
     completions: u64,
     wait_calls: u64,
     in_flight: usize,
+    /// The path opcodes this kernel has (probed once at setup).
+    path_ops: PathOpSet,
 }
 
 impl UringDriver {
@@ -224,6 +228,7 @@ impl UringDriver {
             Err(_) => None,
         };
         let ext_arg = ring.params().is_feature_ext_arg();
+        let path_ops = PathOpSet::probe(&ring);
         let ack_flags = if ring.params().is_feature_skip_cqe_on_success() {
             squeue::Flags::SKIP_SUCCESS
         } else {
@@ -250,6 +255,7 @@ impl UringDriver {
             completions: 0,
             wait_calls: 0,
             in_flight: 0,
+            path_ops,
         };
         driver.arm_wake()?;
         Ok(driver)
@@ -266,6 +272,19 @@ impl UringDriver {
     #[cfg(test)]
     pub(crate) fn use_timeout_op(&mut self) {
         self.ext_arg = false;
+    }
+
+    /// Whether the path op `kind` runs as an io_uring opcode here (the
+    /// probe at setup found it).
+    pub(crate) fn supports_path_op(&self, kind: crate::io::op::PathOpKind) -> bool {
+        self.path_ops.contains(kind)
+    }
+
+    /// Forgets every path opcode, as if the probe had found none (tests of
+    /// the blocking-pool fallback).
+    #[cfg(test)]
+    pub(crate) fn forget_path_ops(&mut self) {
+        self.path_ops = PathOpSet::default();
     }
 
     /// Whether the sparse fixed-buffer table is available.

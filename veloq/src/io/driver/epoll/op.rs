@@ -39,6 +39,10 @@ pub(crate) enum EpollOp {
     Net(NetOp),
     /// A file op for the pool, not yet handed over.
     Blocking(BlockingOp),
+    /// A path op this driver does not run (the fs layer uses the
+    /// blocking pool instead, see `LinuxDriver::supports_path_op`):
+    /// `submit` refuses it with `Unsupported`.
+    Unsupported(&'static str),
     /// Handed to the pool. (A descriptor a cancelled open creates is
     /// closed by the op's cancel hook, not by the driver.)
     InPool,
@@ -529,6 +533,28 @@ impl IntoPlatformOp<EpollDriver> for op::Fallocate {
         })
     }
 }
+
+// --- filesystem path ops (fsuring) ---
+
+/// Implements the epoll conversion of path ops: never submitted (the fs
+/// layer asks `supports_path_op` first), and refused if they were.
+macro_rules! unsupported_path_ops {
+    ($($name:ident),*) => {
+        $(
+            impl IntoPlatformOp<EpollDriver> for op::$name {
+                fn into_platform_op(self) -> EpollOp {
+                    EpollOp::Unsupported(concat!(
+                        "veloq: the epoll driver runs no ",
+                        stringify!($name),
+                        " op (the blocking pool does)"
+                    ))
+                }
+            }
+        )*
+    };
+}
+
+unsupported_path_ops!(Statx, RenameAt, UnlinkAt, MkdirAt, LinkAt, SymlinkAt);
 
 #[cfg(test)]
 mod tests {

@@ -149,6 +149,8 @@ pub(crate) enum UringOp {
     SyncFileRange { fd: RawFd, offset: u64, len: u64 },
     /// `FALLOCATE` (mode 0: allocate and extend).
     Fallocate { fd: RawFd, offset: u64, len: u64 },
+    /// A filesystem path op (`STATX`, `RENAMEAT`, …; see `path_op`).
+    Path(super::path_op::PathSqe),
     /// A description that cannot be submitted (a path with a NUL byte,
     /// contradictory open flags): `submit` fails with this error.
     Invalid(io::Error),
@@ -257,6 +259,7 @@ impl UringOp {
             UringOp::Fallocate { fd, offset, len } => opcode::Fallocate::new(types::Fd(*fd), *len)
                 .offset(*offset)
                 .build(),
+            UringOp::Path(p) => p.entry(),
             UringOp::Invalid(e) => {
                 return Err(io::Error::new(e.kind(), e.to_string()));
             }
