@@ -2,7 +2,8 @@
 //! links, directories and their listing, whole-file helpers, and the
 //! errors std reports for each (NotFound, AlreadyExists, PermissionDenied,
 //! DirectoryNotEmpty, InvalidInput for an embedded NUL). Run on every
-//! driver: they go through the blocking pool, so all must agree.
+//! driver: the path ops are io_uring opcodes on io_uring and the blocking
+//! pool elsewhere (`fs_uring.rs` checks which), and all must agree.
 
 mod util;
 
