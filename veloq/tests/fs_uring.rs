@@ -15,7 +15,7 @@ mod util;
 
 use std::future::Future;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -406,6 +406,8 @@ fn dropped_path_ops_leave_everything_consistent() {
 
 #[cfg(unix)]
 mod unix {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

@@ -232,3 +232,160 @@ async fn is_dir(path: &Path) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::path::PathBuf;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Poll;
+
+    use super::*;
+    use crate::io::driver::DriverKind;
+    use crate::runtime::{driver_stats, Runtime};
+
+    const KINDS: [PathOpKind; 6] = [
+        PathOpKind::Statx,
+        PathOpKind::RenameAt,
+        PathOpKind::UnlinkAt,
+        PathOpKind::MkdirAt,
+        PathOpKind::LinkAt,
+        PathOpKind::SymlinkAt,
+    ];
+
+    /// A fresh, created directory, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("veloq-unit-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir(&path).unwrap();
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A runtime on `kind`, or `None` (with a note) where it is refused.
+    fn runtime(kind: DriverKind) -> Option<Runtime> {
+        match Runtime::builder().driver(kind).build() {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                eprintln!("skipping: {kind:?} refused here ({e})");
+                None
+            }
+        }
+    }
+
+    /// Polls `fut` once and tells whether that left an op in flight on
+    /// the driver; then runs it to the end.
+    async fn took_driver<F: Future>(fut: F) -> (bool, F::Output) {
+        let mut fut = pin!(fut);
+        let before = driver_stats().in_flight;
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        let on_driver = driver_stats().in_flight > before;
+        let out = match first {
+            Poll::Ready(out) => out,
+            Poll::Pending => fut.await,
+        };
+        (on_driver, out)
+    }
+
+    /// Every fs function that may be an op, in order, on `dir`; returns
+    /// whether each went to the driver.
+    async fn every_op(dir: &Path) -> Vec<bool> {
+        use crate::fs;
+        let (a, b, d) = (dir.join("a"), dir.join("b"), dir.join("d"));
+        std::fs::write(&a, b"abc").unwrap();
+        let mut took = Vec::new();
+        let (op, m) = took_driver(fs::metadata(&a)).await;
+        assert_eq!(m.unwrap().len(), 3);
+        took.push(op);
+        let (op, m) = took_driver(fs::symlink_metadata(&a)).await;
+        assert!(m.unwrap().is_file());
+        took.push(op);
+        let (op, r) = took_driver(fs::rename(&a, &b)).await;
+        r.unwrap();
+        took.push(op);
+        let (op, r) = took_driver(fs::hard_link(&b, &a)).await;
+        r.unwrap();
+        took.push(op);
+        let (op, r) = took_driver(fs::symlink("b", d.with_extension("lnk"))).await;
+        r.unwrap();
+        took.push(op);
+        let (op, r) = took_driver(fs::remove_file(&a)).await;
+        r.unwrap();
+        took.push(op);
+        let (op, r) = took_driver(fs::create_dir(&d)).await;
+        r.unwrap();
+        took.push(op);
+        let (op, r) = took_driver(fs::remove_dir(&d)).await;
+        r.unwrap();
+        took.push(op);
+        let (op, r) = took_driver(fs::create_dir_all(d.join("x"))).await;
+        r.unwrap();
+        took.push(op);
+        let file = fs::File::open(&b).await.unwrap();
+        let (op, m) = took_driver(file.metadata()).await;
+        assert_eq!(m.unwrap().len(), 3);
+        took.push(op);
+        file.close().await.unwrap();
+        assert!(!a.exists() && b.exists() && d.join("x").is_dir());
+        took
+    }
+
+    #[test]
+    fn io_uring_runs_every_path_op_as_an_opcode() {
+        let Some(rt) = runtime(DriverKind::IoUring) else {
+            return;
+        };
+        let dir = Dir::new("fsnative-ops");
+        rt.block_on(async {
+            for kind in KINDS {
+                assert!(supports(kind), "{kind:?}");
+            }
+            assert!(every_op(&dir.0).await.iter().all(|&op| op));
+        });
+    }
+
+    #[test]
+    fn without_the_opcodes_every_path_op_takes_the_pool() {
+        let Some(rt) = runtime(DriverKind::IoUring) else {
+            return;
+        };
+        let dir = Dir::new("fsnative-fallback");
+        rt.block_on(async {
+            // As if the probe had found none of them.
+            context::with_driver(|d| d.forget_path_ops());
+            for kind in KINDS {
+                assert!(!supports(kind), "{kind:?}");
+            }
+            assert!(metadata(&dir.0, true).await.is_none());
+            assert!(every_op(&dir.0).await.iter().all(|&op| !op));
+        });
+    }
+
+    #[test]
+    fn epoll_and_no_runtime_take_the_pool() {
+        for kind in KINDS {
+            assert!(!supports(kind), "no runtime: {kind:?}");
+        }
+        let rt = runtime(DriverKind::Epoll).expect("epoll always starts");
+        let dir = Dir::new("fsnative-epoll");
+        rt.block_on(async {
+            for kind in KINDS {
+                assert!(!supports(kind), "epoll: {kind:?}");
+            }
+            assert!(every_op(&dir.0).await.iter().all(|&op| !op));
+        });
+    }
+}

@@ -311,6 +311,21 @@ mod tests {
     }
 
     #[test]
+    fn epoll_refuses_path_ops_as_unsupported() {
+        let mut d = LinuxDriver::new(&config(DriverKind::Epoll)).unwrap();
+        assert!(!d.supports_path_op(op::PathOpKind::Statx));
+        let key = d.reserve().unwrap();
+        let path = c"/";
+        let op = IntoPlatformOp::<LinuxDriver>::into_platform_op(op::UnlinkAt {
+            path: path.as_ptr(),
+            dir: true,
+        });
+        let err = d.submit(key, op).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(d.stats().in_flight, 0, "the slot was given back");
+    }
+
+    #[test]
     fn ops_reach_the_epoll_backend_through_the_enum() {
         let mut d = LinuxDriver::new(&config(DriverKind::Epoll)).unwrap();
         let key = d.reserve().unwrap();
