@@ -248,10 +248,8 @@ fn errors_are_the_kinds_std_reports() {
             same!(fs::rename(&missing, &to), std::fs::rename(&missing, &to)),
             nf
         );
-        assert_eq!(
-            same!(fs::rename(&empty, &full), std::fs::rename(&empty, &full)),
-            ErrorKind::DirectoryNotEmpty
-        );
+        // DirectoryNotEmpty on Linux, PermissionDenied on Windows: std's.
+        same!(fs::rename(&empty, &full), std::fs::rename(&empty, &full));
         same!(fs::rename(&file, &empty), std::fs::rename(&file, &empty));
 
         assert_eq!(

@@ -19,6 +19,12 @@
 //! On Windows, opening, closing, flushing and allocating run on the
 //! driver's bounded blocking pool (Windows has no asynchronous form of
 //! them); reads and writes are overlapped I/O.
+//!
+//! Path operations (metadata, rename, removal, directory creation, links)
+//! are io_uring opcodes on the io_uring driver where the kernel has them,
+//! and `std::fs` calls on the crate's blocking pool everywhere else (see
+//! `path_ops` and `dir`). Their [`Metadata`] and [`FileType`] are veloq's
+//! own, with std's accessors (std's cannot be built from a `statx`).
 
 mod contents;
 mod dir;
