@@ -1,7 +1,7 @@
 //! Path operations as driver ops: on io_uring, `metadata`,
-//! `symlink_metadata`, `File::metadata`, `rename`, `remove_file`,
-//! `remove_dir`, `create_dir`, `create_dir_all`, `hard_link` and `symlink`
-//! are io_uring opcodes (STATX, RENAMEAT, UNLINKAT, MKDIRAT, LINKAT,
+//! `symlink_metadata`, `try_exists`, `File::metadata`, `rename`,
+//! `remove_file`, `remove_dir`, `create_dir`, `create_dir_all`,
+//! `hard_link` and `symlink` are io_uring opcodes (STATX, RENAMEAT, UNLINKAT, MKDIRAT, LINKAT,
 //! SYMLINKAT); on epoll and IOCP they run on the blocking pool. These
 //! tests run on every driver and check:
 //!
@@ -89,6 +89,10 @@ fn each_path_op_takes_the_driver_where_it_has_the_opcode() {
             (want, true),
             "symlink_metadata"
         );
+        let (op, res) = took_driver(fs::try_exists(&a)).await;
+        assert_eq!((op, res.unwrap()), (want, true), "try_exists");
+        let (op, res) = took_driver(fs::try_exists(dir.join("none"))).await;
+        assert_eq!((op, res.unwrap()), (want, false), "try_exists (missing)");
         let file = File::open(&a).await.unwrap();
         let (op, res) = took_driver(file.metadata()).await;
         assert_eq!((op, res.unwrap().len()), (want, 3), "File::metadata");
@@ -242,6 +246,8 @@ fn errors_are_the_kinds_std_reports() {
             fs::symlink_metadata(&missing),
             std::fs::symlink_metadata(&missing)
         );
+        same!(fs::try_exists(&through_file), through_file.try_exists());
+        assert!(!fs::try_exists(&missing).await.unwrap());
 
         let to = dir.join("to");
         assert_eq!(
@@ -315,6 +321,7 @@ fn embedded_nul_is_invalid_input_everywhere() {
         let invalid = ErrorKind::InvalidInput;
         assert_eq!(kind(fs::metadata(&bad).await), invalid);
         assert_eq!(kind(fs::symlink_metadata(&bad).await), invalid);
+        assert_eq!(kind(fs::try_exists(&bad).await), invalid);
         assert_eq!(kind(fs::rename(&bad, &good).await), invalid);
         assert_eq!(kind(fs::rename(&good, &bad).await), invalid);
         assert_eq!(kind(fs::remove_file(&bad).await), invalid);

@@ -1,13 +1,13 @@
 //! Operations on paths that neither open a file for I/O nor walk a
 //! directory: metadata, renames, links, removal of files, permissions.
 //!
-//! On the io_uring driver, `metadata`, `symlink_metadata`, `rename`,
-//! `remove_file`, `hard_link` and `symlink` are io_uring opcodes (`STATX`,
-//! `RENAMEAT`, `UNLINKAT`, `LINKAT`, `SYMLINKAT`) where the kernel has them
-//! (the driver probes once when it starts). Everywhere else — the epoll
-//! driver, IOCP, a kernel without the opcode, no veloq runtime at all —
-//! and for the other functions here, the `std::fs` call of the same name
-//! runs on the crate's bounded blocking pool. Either way the worker never
+//! On the io_uring driver, `metadata`, `symlink_metadata`, `try_exists`,
+//! `rename`, `remove_file`, `hard_link` and `symlink` are io_uring opcodes
+//! (`STATX`, `RENAMEAT`, `UNLINKAT`, `LINKAT`, `SYMLINKAT`) where the
+//! kernel has them (the driver probes once when it starts). Everywhere
+//! else — the epoll driver, IOCP, a kernel without the opcode, no veloq
+//! runtime at all — and for the other functions here, the `std::fs` call
+//! of the same name runs on the crate's bounded blocking pool. Either way the worker never
 //! blocks on the file system, and errors are exactly those `std::fs`
 //! reports (`NotFound`, `AlreadyExists`, `PermissionDenied`,
 //! `InvalidInput` for a path with an embedded NUL, …).
@@ -270,6 +270,14 @@ pub async fn read_link(path: impl AsRef<Path>) -> io::Result<PathBuf> {
 /// # }
 /// ```
 pub async fn try_exists(path: impl AsRef<Path>) -> io::Result<bool> {
+    // std's rule: found is `true`, `NotFound` is `false`, other errors are
+    // errors; as one `STATX` where the driver has it.
+    match native::metadata(path.as_ref(), true).await {
+        Some(Ok(_)) => return Ok(true),
+        Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Some(Err(e)) => return Err(e),
+        None => {}
+    }
     let path = path.as_ref().to_owned();
     blocking::run(move || path.try_exists()).await
 }
