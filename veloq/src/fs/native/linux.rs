@@ -4,7 +4,7 @@
 //!
 //! Every function here answers `None` when the op cannot run on the
 //! driver: no veloq runtime is current, the runtime runs the epoll driver,
-//! or the io_uring probe did not find the opcode. The caller then runs
+//! the io_uring probe did not find the opcode, or the driver failed hard. The caller then runs
 //! the `std::fs` call on the blocking pool, so a result always comes.
 //!
 //! # Invariants
@@ -30,11 +30,16 @@ use crate::runtime::context;
 use crate::sys::RawFd;
 
 /// Whether the current runtime's driver runs `kind` as an op (see the
-/// module docs).
+/// module docs). A driver that failed hard takes no new ops; the pool
+/// still answers, as it did before the failure.
 pub(crate) fn supports(kind: PathOpKind) -> bool {
-    context::current()
-        .and_then(|core| core.with_driver_if_free(|d| d.supports_path_op(kind)))
-        .unwrap_or(false)
+    let Some(core) = context::current() else {
+        return false;
+    };
+    core.driver_fault().is_none()
+        && core
+            .with_driver_if_free(|d| d.supports_path_op(kind))
+            .unwrap_or(false)
 }
 
 /// `path` as a NUL-terminated string, or std's `InvalidInput`.
@@ -371,6 +376,25 @@ mod tests {
             }
             assert!(metadata(&dir.0, true).await.is_none());
             assert!(every_op(&dir.0).await.iter().all(|&op| !op));
+        });
+    }
+
+    #[test]
+    fn a_failed_driver_leaves_path_ops_to_the_pool() {
+        let Some(rt) = runtime(DriverKind::IoUring) else {
+            return;
+        };
+        let dir = Dir::new("fsnative-fault");
+        rt.block_on(async {
+            assert!(supports(PathOpKind::Statx));
+            context::current()
+                .unwrap()
+                .inject_fault(io::Error::from_raw_os_error(libc::EIO));
+            for kind in KINDS {
+                assert!(!supports(kind), "{kind:?}");
+            }
+            let (op, m) = took_driver(crate::fs::metadata(&dir.0)).await;
+            assert!(!op && m.unwrap().is_dir());
         });
     }
 
