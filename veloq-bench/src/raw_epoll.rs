@@ -169,3 +169,36 @@ fn serve_conn(ep: RawFd, i: usize, c: &mut Conn) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::mpsc;
+
+    /// Both reference servers echo: 1 KiB and 10 KiB (more than one
+    /// receive) round trips on two connections at once. The server thread
+    /// serves until the test process exits.
+    #[test]
+    fn reference_servers_echo() {
+        for name in ["raw-uring", "raw-epoll"] {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = crate::servers::serve(name, |addr| tx.send(addr).unwrap());
+            });
+            let addr = rx.recv().expect("server address");
+            let mut conns: Vec<TcpStream> = (0..2)
+                .map(|_| TcpStream::connect(addr).expect("connect"))
+                .collect();
+            for (i, size) in [1024usize, 10 * 1024].into_iter().enumerate() {
+                for c in &mut conns {
+                    let msg: Vec<u8> = (0..size).map(|b| (b + i) as u8).collect();
+                    c.write_all(&msg).expect("write");
+                    let mut back = vec![0; size];
+                    c.read_exact(&mut back).expect("echo");
+                    assert_eq!(back, msg, "{name}, {size} bytes");
+                }
+            }
+        }
+    }
+}
