@@ -28,9 +28,15 @@ mod wine;
 #[cfg(target_os = "linux")]
 mod alloc;
 #[cfg(target_os = "linux")]
+mod callgrind;
+#[cfg(target_os = "linux")]
 mod client;
 #[cfg(target_os = "linux")]
 mod echo;
+#[cfg(target_os = "linux")]
+mod raw_epoll;
+#[cfg(target_os = "linux")]
+mod raw_uring;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
@@ -62,6 +68,7 @@ fn main() {
         Command::ServeWorkers { runtime, workers } => serve_workers(&runtime, workers),
         Command::Load { addr, conns, secs } => load(&addr, conns, secs),
         Command::Bench(o) => bench(&o, &args),
+        Command::Callgrind(rest) => callgrind_main(&rest, &args),
     };
     if let Err(e) = result {
         eprintln!("veloq-bench: {e}");
@@ -170,6 +177,16 @@ fn write_report(o: &opts::Opts, scenario: &str, r: &report::Report) -> Result<()
         .map_err(|e| format!("{}: {e}", svg_path.display()))?;
     eprintln!("wrote {} and {}", md_path.display(), svg_path.display());
     Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn callgrind_main(rest: &[String], args: &[String]) -> Result<(), String> {
+    callgrind::run(&callgrind::parse(rest)?, args)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn callgrind_main(_: &[String], _: &[String]) -> Result<(), String> {
+    Err("the callgrind mode needs Linux (valgrind, the epoll load client)".into())
 }
 
 #[cfg(not(target_os = "linux"))]

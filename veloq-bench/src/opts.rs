@@ -8,14 +8,24 @@
 //! veloq-bench workers [--workers 1,2] [...]   (multi-worker echo scenario)
 //! veloq-bench serve-workers <runtime> <n>    (internal: an n-worker echo server)
 //! veloq-bench load ADDR CONNS SECS   (the load client alone, for profiling)
+//! veloq-bench callgrind [--servers a,b] [--loads 16@2000,64@10000] [...]
+//!             (instructions per request under valgrind; see callgrind.rs)
 //! ```
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Every runtime the echo scenario knows, veloq first.
+/// Every runtime the echo scenario knows, veloq first, then the two
+/// reference servers with no runtime (a raw io_uring and a raw epoll loop).
 #[cfg(target_os = "linux")]
-pub const ECHO_RUNTIMES: &[&str] = &["veloq", "tokio", "monoio", "compio"];
+pub const ECHO_RUNTIMES: &[&str] = &[
+    "veloq",
+    "tokio",
+    "monoio",
+    "compio",
+    "raw-uring",
+    "raw-epoll",
+];
 /// Every runtime the echo scenario knows, veloq first (monoio is
 /// Linux-only).
 #[cfg(not(target_os = "linux"))]
@@ -45,6 +55,9 @@ pub enum Command {
         /// Seconds.
         secs: f64,
     },
+    /// Instructions per echo request under callgrind (the arguments after
+    /// `callgrind`, parsed by `callgrind::parse`).
+    Callgrind(Vec<String>),
     /// Print usage.
     Help,
 }
@@ -107,7 +120,9 @@ impl Opts {
 /// Usage text.
 pub const USAGE: &str = "usage: veloq-bench <echo|file|timers|alloc|all> [--quick] [--rounds N] \
 [--secs S] [--warmup S] [--rate REQ_PER_S] [--conns 1,16,64] [--runtimes veloq,tokio,monoio,compio] \
-[--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N] [--workers 1,2,4]";
+[--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N] [--workers 1,2,4]
+       veloq-bench callgrind [--servers veloq,veloq-epoll,tokio,monoio,compio,raw-uring,raw-epoll] \
+[--loads 16@2000,64@10000] [--secs S] [--warmup S] [--out DIR] [--keep DUMP_DIR]";
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -139,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 secs: num(secs, "secs")?,
             });
         }
+        "callgrind" => return Ok(Command::Callgrind(args[1..].to_vec())),
         "echo" | "file" | "timers" | "alloc" | "workers" | "all" => {}
         other => return Err(format!("unknown scenario {other:?}")),
     }

@@ -5,7 +5,9 @@
 //!
 //! Each `serve_*` blocks until its [`Control`] says stop (the Linux leg's
 //! server processes are killed instead and never say it); `ready` gets the
-//! bound address once the listener is up. monoio is Linux-only.
+//! bound address once the listener is up. monoio is Linux-only, and so are
+//! the two reference servers with no runtime (`raw-uring`, `raw-epoll`,
+//! in `raw_uring.rs` and `raw_epoll.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +69,12 @@ pub fn serve_until(
         #[cfg(target_os = "linux")]
         "monoio" => serve_monoio(ready, ctl),
         "compio" => serve_compio(ready, ctl),
+        // The no-runtime reference loops (Linux-only, never told to stop:
+        // the Linux leg kills its server processes).
+        #[cfg(target_os = "linux")]
+        "raw-uring" => return crate::raw_uring::serve(ready),
+        #[cfg(target_os = "linux")]
+        "raw-epoll" => return crate::raw_epoll::serve(ready),
         other => return Err(format!("no echo server for {other:?}")),
     }
     Ok(())

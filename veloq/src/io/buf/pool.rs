@@ -123,6 +123,16 @@ fn in_driver_call() -> bool {
     DRIVER_CALLS.try_with(|d| d.get() > 0).unwrap_or(false)
 }
 
+/// Whether a pool died inside a driver call and waits for
+/// [`release_deferred`]: the cheap check a driver makes first.
+// Used by backends that register buffers (io_uring); IOCP has none.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn any_deferred() -> bool {
+    DEFERRED
+        .try_with(|d| !d.borrow().is_empty())
+        .unwrap_or(false)
+}
+
 /// Frees the regions of pools that died inside a driver call, calling
 /// `unregister(first, count)` for those registered with the driver whose
 /// wake handle is `owner` (the driver calling this).

@@ -322,8 +322,11 @@ impl EpollDriver {
     /// Unregisters and frees buffer pools that died during `call` (pools
     /// of other drivers: this one registers none).
     fn release_deferred_pools(&mut self, call: pool::DriverCall) {
-        let me: WakeHandle = self.waker.clone();
-        pool::release_deferred(&me, |_, _| {});
+        // Almost every call has none: skip the handle clone then.
+        if pool::any_deferred() {
+            let me: WakeHandle = self.waker.clone();
+            pool::release_deferred(&me, |_, _| {});
+        }
         drop(call);
     }
 
@@ -480,10 +483,9 @@ impl Driver for EpollDriver {
         self.eager_left = EAGER_BUDGET;
         let signals = self.signals;
         self.run_deferred();
-        let now = Instant::now();
-        let deadline = self.timers.wait_deadline(now, timeout);
+        let (due, deadline) = self.timers.turn_deadline(timeout);
         let busy = self.signals != signals || !self.deferred.is_empty();
-        let res = if busy || deadline.is_some_and(|d| d <= now) {
+        let res = if busy || due {
             self.poll_once(Some(Duration::ZERO))
         } else {
             // Bounded: an early return is allowed, a spin is not.
@@ -500,7 +502,9 @@ impl Driver for EpollDriver {
             }
             res
         };
-        self.panic.expire_timers(&mut self.timers, Instant::now());
+        if !self.timers.is_idle() {
+            self.panic.expire_timers(&mut self.timers, Instant::now());
+        }
         self.release_deferred_pools(call);
         self.panic.resume();
         res

@@ -508,8 +508,11 @@ impl UringDriver {
     /// Unregisters and frees the buffer pools that died during `call`
     /// (their last owner was a keep-alive dropped by this driver).
     fn release_deferred_pools(&mut self, call: pool::DriverCall) {
-        let me: WakeHandle = self.waker.clone();
-        pool::release_deferred(&me, |first, count| self.unregister_buffers(first, count));
+        // Almost every call has none: skip the handle clone then.
+        if pool::any_deferred() {
+            let me: WakeHandle = self.waker.clone();
+            pool::release_deferred(&me, |first, count| self.unregister_buffers(first, count));
+        }
         drop(call);
     }
 
@@ -664,10 +667,8 @@ impl Driver for UringDriver {
         } else {
             self.arm_wake()
         };
-        let now = Instant::now();
-        let deadline = self.timers.wait_deadline(now, timeout);
-        let block =
-            res.is_ok() && deadline.is_none_or(|d| d > now) && self.ring.completion().is_empty();
+        let (due, deadline) = self.timers.turn_deadline(timeout);
+        let block = res.is_ok() && !due && self.ring.completion().is_empty();
         if !block {
             if self.needs_enter() {
                 match self.enter(0) {
@@ -708,7 +709,9 @@ impl Driver for UringDriver {
                 }
             }
         }
-        self.panic.expire_timers(&mut self.timers, Instant::now());
+        if !self.timers.is_idle() {
+            self.panic.expire_timers(&mut self.timers, Instant::now());
+        }
         self.panic.resume();
         res
     }

@@ -237,6 +237,25 @@ impl TimerWheel {
         }
     }
 
+    /// For a driver's turn with `timeout` (`Some(ZERO)`: do not block):
+    /// whether the turn must not block (a zero timeout, or the earliest
+    /// deadline has passed), and the instant a blocking wait must end by
+    /// (`None`: no limit). The clock is read only when a timer is pending
+    /// or the timeout is a real bound, not on the busy and idle turns of a
+    /// server with no timers.
+    #[cfg_attr(windows, allow(dead_code))] // the Linux drivers' turns
+    pub(crate) fn turn_deadline(&self, timeout: Option<Duration>) -> (bool, Option<Instant>) {
+        match timeout {
+            Some(t) if t.is_zero() => (true, None),
+            None if self.is_idle() => (false, None),
+            _ => {
+                let now = Instant::now();
+                let deadline = self.wait_deadline(now, timeout);
+                (deadline.is_some_and(|d| d <= now), deadline)
+            }
+        }
+    }
+
     /// Fires every timer due at `now` (cascading higher-level slots on the
     /// way), waking their wakers; returns how many fired.
     ///
@@ -308,6 +327,19 @@ impl TimerWheel {
             self.entries.at(tail).next = index;
         }
         self.due_tail = index;
+    }
+
+    /// Whether the wheel has nothing to do: no timer pending and no wake
+    /// left on the due list. Then [`expire`](Self::expire) would fire
+    /// nothing and [`next_deadline`](Self::next_deadline) is `None`, so a
+    /// driver's turn need not read the clock for the wheel at all (the hot
+    /// path of a server with no timers). Skipping `expire` leaves `elapsed`
+    /// behind the clock, which is allowed: it only promises that every
+    /// timer due by then has fired, and `insert` links a later timer
+    /// relative to it.
+    #[cfg_attr(windows, allow(dead_code))] // the Linux drivers' turns
+    pub(crate) fn is_idle(&self) -> bool {
+        self.pending == 0 && self.due_head == NIL
     }
 
     /// Timers pending (inserted, neither fired nor removed).

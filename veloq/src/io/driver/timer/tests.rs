@@ -370,3 +370,53 @@ fn due_timer_polled_before_its_wake_is_ready() {
     assert!(wheel.is_empty());
     assert_eq!(wheel.next_deadline(), None);
 }
+
+#[test]
+fn idle_wheel_needs_no_clock_and_a_stale_wheel_still_fires_on_time() {
+    let t0 = Instant::now();
+    let mut wheel = TimerWheel::new(t0);
+    assert!(wheel.is_idle());
+    // No timer: a blocking turn has no limit, a zero timeout never blocks.
+    assert_eq!(wheel.turn_deadline(None), (false, None));
+    assert_eq!(wheel.turn_deadline(Some(Duration::ZERO)), (true, None));
+    // Drivers skip `expire` while idle, so `elapsed` stays at 0 while the
+    // clock runs on (here: three hours and then some).
+    let later = t0 + Duration::from_secs(3 * 3600) + ms(7);
+    let (count, waker) = counter();
+    let key = wheel.insert(later + ms(5), &waker);
+    assert!(!wheel.is_idle());
+    // From a stale wheel the first deadline may be a coarse slot start
+    // (one early turn, which cascades), never later than the timer.
+    assert!(wheel.next_deadline().is_some_and(|d| d <= later + ms(5)));
+    assert_eq!(wheel.expire(later + ms(4)), 0);
+    assert_eq!(wheel.next_deadline(), Some(later + ms(5)));
+    assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    assert_eq!(wheel.expire(later + ms(5)), 1);
+    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert!(poll(&mut wheel, key, &waker).is_ready());
+    assert!(wheel.is_idle());
+}
+
+#[test]
+fn turn_deadline_with_timers_and_timeouts() {
+    let t0 = Instant::now();
+    let mut wheel = TimerWheel::new(t0);
+    let (_, waker) = counter();
+    // Already due (at t0, the wheel's own tick 0 is past): must not block.
+    wheel.insert(t0 + ms(1), &waker);
+    let (due, deadline) = wheel.turn_deadline(Some(Duration::from_secs(60)));
+    assert_eq!(deadline, Some(t0 + ms(1)));
+    assert_eq!(due, Instant::now() >= t0 + ms(1));
+    // A far timer and a short timeout: the timeout bounds the wait.
+    let mut wheel = TimerWheel::new(Instant::now());
+    wheel.insert(Instant::now() + Duration::from_secs(3600), &waker);
+    let before = Instant::now();
+    let (due, deadline) = wheel.turn_deadline(Some(ms(50)));
+    assert!(!due);
+    let d = deadline.expect("bounded");
+    assert!(d >= before + ms(50) && d <= Instant::now() + ms(50));
+    // Idle wheel, real timeout: bounded by it alone.
+    let wheel = TimerWheel::new(Instant::now());
+    let (due, deadline) = wheel.turn_deadline(Some(ms(50)));
+    assert!(!due && deadline.is_some());
+}
