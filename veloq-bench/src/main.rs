@@ -3,7 +3,7 @@
 //! Markdown and SVG output.
 //!
 //! ```text
-//! cargo run --release -p veloq-bench -- <echo|file|timers|alloc|all> [--quick] [options]
+//! cargo run --release -p veloq-bench -- <echo|file|timers|alloc|workers|http|all> [--quick] [options]
 //! ```
 //!
 //! See `veloq-bench/README.md` for what each scenario measures.
@@ -32,6 +32,8 @@ mod client;
 #[cfg(target_os = "linux")]
 mod echo;
 #[cfg(target_os = "linux")]
+mod http;
+#[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
 mod timers;
@@ -59,6 +61,7 @@ fn main() {
             Ok(())
         }
         Command::Serve(rt) => serve(&rt),
+        Command::ServeHttp(rt) => serve_http(&rt),
         Command::ServeWorkers { runtime, workers } => serve_workers(&runtime, workers),
         Command::Load { addr, conns, secs } => load(&addr, conns, secs),
         Command::Bench(o) => bench(&o, &args),
@@ -72,6 +75,11 @@ fn main() {
 #[cfg(target_os = "linux")]
 fn serve(rt: &str) -> Result<(), String> {
     echo::serve_main(rt)
+}
+
+#[cfg(target_os = "linux")]
+fn serve_http(rt: &str) -> Result<(), String> {
+    http::serve_main(rt)
 }
 
 #[cfg(target_os = "linux")]
@@ -112,6 +120,7 @@ fn bench(o: &opts::Opts, args: &[String]) -> Result<(), String> {
             "timers" => timers::run(o)?,
             "alloc" => alloc::run(o)?,
             "workers" => workers::run(o)?,
+            "http" => http::run(o)?,
             _ => unreachable!("parse accepts only known scenarios"),
         };
         r.notes.insert(
@@ -175,6 +184,11 @@ fn write_report(o: &opts::Opts, scenario: &str, r: &report::Report) -> Result<()
 #[cfg(not(target_os = "linux"))]
 fn serve(_: &str) -> Result<(), String> {
     Err("echo server processes are Linux-only; the Windows build serves in-process".into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn serve_http(_: &str) -> Result<(), String> {
+    Err("the http scenario (wrk load) is Linux-only".into())
 }
 
 #[cfg(not(target_os = "linux"))]
