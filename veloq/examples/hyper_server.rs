@@ -113,8 +113,12 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> io::Result<TlsAcceptor> {
         )
     };
     // Read the files here so a missing file keeps its own error kind.
-    let cert_pem = std::fs::read(cert)?;
-    let key_pem = std::fs::read(key)?;
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    };
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(cert, &e))?;
