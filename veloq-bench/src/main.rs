@@ -3,7 +3,7 @@
 //! Markdown and SVG output.
 //!
 //! ```text
-//! cargo run --release -p veloq-bench -- <echo|file|timers|alloc|all> [--quick] [options]
+//! cargo run --release -p veloq-bench -- <echo|file|timers|alloc|workers|http|all> [--quick] [options]
 //! ```
 //!
 //! See `veloq-bench/README.md` for what each scenario measures.
@@ -37,6 +37,7 @@ mod echo;
 mod raw_epoll;
 #[cfg(target_os = "linux")]
 mod raw_uring;
+mod http;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
@@ -65,6 +66,7 @@ fn main() {
             Ok(())
         }
         Command::Serve(rt) => serve(&rt),
+        Command::ServeHttp(rt) => serve_http(&rt),
         Command::ServeWorkers { runtime, workers } => serve_workers(&runtime, workers),
         Command::Load { addr, conns, secs } => load(&addr, conns, secs),
         Command::Bench(o) => bench(&o, &args),
@@ -79,6 +81,11 @@ fn main() {
 #[cfg(target_os = "linux")]
 fn serve(rt: &str) -> Result<(), String> {
     echo::serve_main(rt)
+}
+
+#[cfg(target_os = "linux")]
+fn serve_http(rt: &str) -> Result<(), String> {
+    http::serve_main(rt)
 }
 
 #[cfg(target_os = "linux")]
@@ -119,6 +126,7 @@ fn bench(o: &opts::Opts, args: &[String]) -> Result<(), String> {
             "timers" => timers::run(o)?,
             "alloc" => alloc::run(o)?,
             "workers" => workers::run(o)?,
+            "http" => http::run(o)?,
             _ => unreachable!("parse accepts only known scenarios"),
         };
         r.notes.insert(
@@ -192,6 +200,11 @@ fn callgrind_main(_: &[String], _: &[String]) -> Result<(), String> {
 #[cfg(not(target_os = "linux"))]
 fn serve(_: &str) -> Result<(), String> {
     Err("echo server processes are Linux-only; the Windows build serves in-process".into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn serve_http(_: &str) -> Result<(), String> {
+    Err("the http scenario (wrk load) is Linux-only".into())
 }
 
 #[cfg(not(target_os = "linux"))]

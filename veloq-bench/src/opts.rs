@@ -5,6 +5,8 @@
 //!             [--warmup S] [--rate R] [--conns 1,16,64] [--runtimes a,b]
 //!             [--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N]
 //! veloq-bench serve <runtime>        (internal: one echo server process)
+//! veloq-bench http [--conns 16,64] [...]     (hyper on veloq vs tokio, wrk load)
+//! veloq-bench serve-http <runtime>   (internal: one hyper server process)
 //! veloq-bench workers [--workers 1,2] [...]   (multi-worker echo scenario)
 //! veloq-bench serve-workers <runtime> <n>    (internal: an n-worker echo server)
 //! veloq-bench load ADDR CONNS SECS   (the load client alone, for profiling)
@@ -38,6 +40,9 @@ pub enum Command {
     Bench(Opts),
     /// Internal: serve echo with one runtime on this process.
     Serve(String),
+    /// Internal: serve the http scenario's hyper service with one runtime
+    /// on this process.
+    ServeHttp(String),
     /// Internal: serve echo with `workers` worker threads of `runtime`.
     ServeWorkers {
         /// Runtime name.
@@ -65,7 +70,7 @@ pub enum Command {
 /// Options of a benchmark run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Opts {
-    /// echo, file, timers, alloc or all.
+    /// echo, file, timers, alloc, workers, http or all.
     pub scenario: String,
     /// Alternating rounds per contender.
     pub rounds: usize,
@@ -118,7 +123,7 @@ impl Opts {
 }
 
 /// Usage text.
-pub const USAGE: &str = "usage: veloq-bench <echo|file|timers|alloc|all> [--quick] [--rounds N] \
+pub const USAGE: &str = "usage: veloq-bench <echo|file|timers|alloc|workers|http|all> [--quick] [--rounds N] \
 [--secs S] [--warmup S] [--rate REQ_PER_S] [--conns 1,16,64] [--runtimes veloq,tokio,monoio,compio] \
 [--timers N] [--file-mib N] [--out DIR] [--max-busy PCT] [--retries N] [--workers 1,2,4]
        veloq-bench callgrind [--servers veloq,veloq-epoll,tokio,monoio,compio,raw-uring,raw-epoll] \
@@ -134,6 +139,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "serve" => {
             let rt = args.get(1).ok_or("serve needs a runtime name")?;
             return Ok(Command::Serve(rt.clone()));
+        }
+        "serve-http" => {
+            let rt = args.get(1).ok_or("serve-http needs a runtime name")?;
+            return Ok(Command::ServeHttp(rt.clone()));
         }
         "serve-workers" => {
             let [_, runtime, workers] = args else {
@@ -155,7 +164,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             });
         }
         "callgrind" => return Ok(Command::Callgrind(args[1..].to_vec())),
-        "echo" | "file" | "timers" | "alloc" | "workers" | "all" => {}
+        "echo" | "file" | "timers" | "alloc" | "workers" | "http" | "all" => {}
         other => return Err(format!("unknown scenario {other:?}")),
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -261,6 +270,15 @@ mod tests {
             Command::Serve("tokio".into())
         );
         assert_eq!(parse(&[]).unwrap(), Command::Help);
+        assert_eq!(
+            parse(&args("serve-http veloq")).unwrap(),
+            Command::ServeHttp("veloq".into())
+        );
+        assert!(parse(&args("serve-http")).is_err());
+        assert!(matches!(
+            parse(&args("http --quick")).unwrap(),
+            Command::Bench(_)
+        ));
         assert!(parse(&args("load 127.0.0.1:1 4")).is_err());
         assert!(matches!(
             parse(&args("load 127.0.0.1:1 4 2.5")).unwrap(),

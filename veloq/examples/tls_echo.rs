@@ -13,8 +13,6 @@
 //! openssl s_client -connect 127.0.0.1:8443 -CAfile cert.pem -servername localhost
 //! ```
 
-// The TLS crates are dev-dependencies on Unix only (see veloq/Cargo.toml).
-#[cfg(unix)]
 mod server {
     use std::sync::Arc;
 
@@ -74,12 +72,6 @@ mod server {
     }
 }
 
-#[cfg(unix)]
 fn main() -> std::io::Result<()> {
     server::main()
-}
-
-#[cfg(not(unix))]
-fn main() {
-    eprintln!("the TLS example runs on Unix (its TLS crates are Unix-only dev-dependencies)");
 }

@@ -2,7 +2,7 @@
 //! compatibility layer: handshake, a 4 MiB echo in both directions and a
 //! clean close. The certificate is made inside the test (rcgen); no private
 //! key is stored anywhere.
-#![cfg(all(unix, feature = "tokio"))]
+#![cfg(feature = "tokio")]
 
 use std::sync::Arc;
 
