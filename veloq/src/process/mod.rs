@@ -91,6 +91,13 @@
 mod child;
 mod command;
 mod pipe;
+#[cfg(target_os = "linux")]
+mod pipe_fd;
+#[cfg(not(target_os = "linux"))]
+mod pipe_pool;
+#[cfg(target_os = "linux")]
+mod ready;
+mod wait;
 
 pub use child::Child;
 pub use command::Command;

@@ -91,6 +91,12 @@ pub(crate) enum NetOp {
     /// drivers); `register_handle` makes it non-blocking when a veloq
     /// stream adopts it.
     Accept { fd: RawFd },
+    // --- process ops (procwait) ---
+    /// `poll(fd, 0)` for readability (or writability with `write`): done
+    /// once the descriptor is ready, with the ready mask. For pidfds and
+    /// pipes, which the driver adds to the epoll set when the op is
+    /// submitted (`prepare_pollable`).
+    Poll { fd: RawFd, write: bool },
 }
 
 /// What one try of a [`NetOp`] came to.
@@ -114,8 +120,14 @@ impl NetOp {
             | NetOp::SendMsg { fd, .. }
             | NetOp::RecvMsg { fd, .. }
             | NetOp::Connect { fd, .. }
-            | NetOp::Accept { fd } => fd,
+            | NetOp::Accept { fd }
+            | NetOp::Poll { fd, .. } => fd,
         }
+    }
+
+    /// Whether this is a [`NetOp::Poll`] (process ops, procwait).
+    pub(crate) fn is_poll(&self) -> bool {
+        matches!(self, NetOp::Poll { .. })
     }
 
     /// The readiness the op waits for.
@@ -125,12 +137,14 @@ impl NetOp {
             | NetOp::RecvFrom { .. }
             | NetOp::RecvFromName { .. }
             | NetOp::RecvMsg { .. }
-            | NetOp::Accept { .. } => Dir::Read,
+            | NetOp::Accept { .. }
+            | NetOp::Poll { write: false, .. } => Dir::Read,
             NetOp::Send { .. }
             | NetOp::SendTo { .. }
             | NetOp::SendToName { .. }
             | NetOp::SendMsg { .. }
-            | NetOp::Connect { .. } => Dir::Write,
+            | NetOp::Connect { .. }
+            | NetOp::Poll { write: true, .. } => Dir::Write,
         }
     }
 
@@ -260,11 +274,33 @@ impl NetOp {
                 finish(r, decode_addr(peer, peer_len))
             }
             NetOp::Connect { fd, addr, started } => connect(*fd, addr, started),
+            NetOp::Poll { fd, write } => poll_now(*fd, *write),
         }
     }
 }
 
 /// One step of a non-blocking connect; see [`NetOp::Connect`].
+// --- process ops (procwait) ---
+
+/// One non-blocking `poll` of `fd`: done with the ready mask (an error or
+/// hang-up counts as ready: the caller's next call reports it), else
+/// would block.
+fn poll_now(fd: RawFd, write: bool) -> Attempt {
+    let events = if write { libc::POLLOUT } else { libc::POLLIN };
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live `pollfd`; a zero timeout never blocks.
+    let r = retry(|| unsafe { libc::poll(&mut pfd, 1, 0) as isize });
+    match r {
+        Ok(0) => Attempt::WouldBlock,
+        Ok(_) => done(Ok(pfd.revents as u16 as usize), None),
+        Err(e) => done(Err(e), None),
+    }
+}
+
 fn connect(fd: RawFd, addr: &SocketAddr, started: &mut bool) -> Attempt {
     if !*started {
         let to = SockAddr::from(*addr);
@@ -526,6 +562,17 @@ impl IntoPlatformOp<EpollDriver> for op::Fallocate {
             fd: self.fd,
             offset: self.offset,
             len: self.len,
+        })
+    }
+}
+
+// --- process ops (procwait) ---
+
+impl IntoPlatformOp<EpollDriver> for op::PollReady {
+    fn into_platform_op(self) -> EpollOp {
+        EpollOp::Net(NetOp::Poll {
+            fd: self.fd,
+            write: self.write,
         })
     }
 }
