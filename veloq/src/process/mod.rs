@@ -99,6 +99,9 @@ mod pipe_pool;
 mod ready;
 mod wait;
 
+#[cfg(all(test, target_os = "linux"))]
+mod tests;
+
 pub use child::Child;
 pub use command::Command;
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};

@@ -15,7 +15,8 @@
 //! # Fallback: the blocking pool
 //!
 //! Outside a runtime (a future polled by another executor), a blocking
-//! `poll` on the blocking pool does the same wait. So does a watch whose
+//! `poll` on the blocking pool does the same wait (unless the descriptor
+//! is ready already: then `done` runs at once, on the caller's thread). So does a watch whose
 //! task is dropped before its op completed (its runtime shut down) or
 //! whose op failed: `done` is still called exactly once, after the
 //! descriptor is ready.
@@ -25,8 +26,10 @@
 //! - `owner` keeps the descriptor open: the op's keep holds it until the
 //!   kernel (or the epoll set) has let go of the op, and the pool job
 //!   holds it while it polls. The descriptor is never closed under a wait.
-//! - `done` runs exactly once per [`watch`], on the runtime's thread or a
-//!   pool thread; it may take locks, but none is held when it is called.
+//! - `done` runs exactly once per [`watch`], on the runtime's thread, a
+//!   pool thread or (descriptor ready at once, no runtime) the caller's;
+//!   it may take locks, so callers hold none of theirs when they call
+//!   [`watch`], and none is held when `done` is called.
 
 use std::cell::Cell;
 use std::io;
@@ -105,10 +108,27 @@ where
     O: Send + Sync + 'static,
     F: FnOnce(&O, io::Result<()>) + Send + 'static,
 {
+    if ready_now(fd, write) {
+        // Already ready (e.g. a runtime shut down after the process had
+        // exited): no thread needs to wait for it.
+        return done(&owner, Ok(()));
+    }
     to_pool(move || {
         let res = poll_blocking(fd, write);
         done(&owner, res);
     });
+}
+
+/// Whether `fd` is readable (or writable) now, as a `poll` without
+/// waiting sees it (an error or hang-up counts as ready).
+fn ready_now(fd: RawFd, write: bool) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live `pollfd`; a zero timeout never blocks.
+    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
 }
 
 /// Blocks until `fd` is readable (or writable); a hang-up or error
