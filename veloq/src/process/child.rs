@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn waits_with_and_without_a_pidfd() {
         for pidfd in [true, false] {
-            let jobs = super::super::ready::pool_jobs();
+            let jobs = super::super::offload::pool_jobs();
             crate::block_on(async {
                 let mut child = spawn_sh("exit 4", pidfd);
                 assert_eq!(child.wait().await.unwrap().code(), Some(4));
@@ -343,7 +343,7 @@ mod tests {
             });
             // Without a pidfd (`pidfd_open` refused: ENOSYS, or EPERM under
             // seccomp) the pool waits; with one, the driver.
-            let pool_used = super::super::ready::pool_jobs() > jobs;
+            let pool_used = super::super::offload::pool_jobs() > jobs;
             assert_eq!(pool_used, !pidfd, "pidfd: {pidfd}");
         }
     }

@@ -90,6 +90,7 @@
 
 mod child;
 mod command;
+mod offload;
 mod pipe;
 #[cfg(target_os = "linux")]
 mod pipe_fd;

@@ -35,8 +35,8 @@ use std::mem;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use super::offload::to_pool;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::runtime::blocking;
 use crate::sync::{lock, oneshot};
 
 /// Most bytes one pool job reads or writes (a Linux pipe holds 64 KiB by
@@ -186,7 +186,7 @@ impl<P: Read + Send + 'static> Pipe<P> {
         st.pos = 0;
         drop(st);
         let shared = self.shared.clone();
-        blocking::pool().execute(Box::new(move || {
+        to_pool(move || {
             spare.clear();
             spare.resize(want.min(CHUNK), 0);
             let res = retry(|| pipe.read(&mut spare));
@@ -199,7 +199,7 @@ impl<P: Read + Send + 'static> Pipe<P> {
                 }
                 Err(e) => st.error = Some(e),
             });
-        }));
+        });
         Poll::Pending
     }
 
@@ -311,7 +311,7 @@ impl<P: Write + Send + 'static> Pipe<P> {
         let data = bytes[..bytes.len().min(CHUNK)].to_vec();
         let (tx, rx) = oneshot::channel();
         let shared = self.shared.clone();
-        blocking::pool().execute(Box::new(move || {
+        to_pool(move || {
             let res = retry(|| pipe.write(&data));
             // The result goes to the waiting future first; one nobody
             // waits for any more keeps its error for the next write.
@@ -321,7 +321,7 @@ impl<P: Write + Send + 'static> Pipe<P> {
                     st.error = Some(e);
                 }
             });
-        }));
+        });
         rx.await
             .unwrap_or_else(|_| unreachable!("a write job always sends its result"))
     }

@@ -31,31 +31,13 @@
 //!   it may take locks, so callers hold none of theirs when they call
 //!   [`watch`], and none is held when `done` is called.
 
-use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
 
+use super::offload::to_pool;
 use crate::io::op::{Op, PollReady};
-use crate::runtime::{blocking, context};
+use crate::runtime::context;
 use crate::sys::RawFd;
-
-thread_local! {
-    /// Pool jobs process code started from this thread (see [`to_pool`]).
-    static POOL_JOBS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Pool jobs that process code started from this thread so far: a test
-/// proves the driver path starts none.
-#[cfg(test)]
-pub(super) fn pool_jobs() -> u64 {
-    POOL_JOBS.with(Cell::get)
-}
-
-/// Runs `job` on the blocking pool, counted in [`POOL_JOBS`].
-pub(super) fn to_pool(job: impl FnOnce() + Send + 'static) {
-    POOL_JOBS.with(|c| c.set(c.get() + 1));
-    blocking::pool().execute(Box::new(job));
-}
 
 /// Calls `done(&owner, outcome)` once `fd` is readable (or writable, with
 /// `write`); `owner` keeps `fd` open. Returns at once; see the module docs

@@ -1,7 +1,7 @@
 //! Where process waits and pipe I/O run (Linux): through the driver inside
 //! a runtime (no pool job at all), on the blocking pool outside one, and
 //! on the pool again when a runtime shuts down under a wait. The pool jobs
-//! are counted per thread by `ready::to_pool`, so tests running beside
+//! are counted per thread by `offload::to_pool`, so tests running beside
 //! these cannot disturb the counts.
 
 use std::future::Future;
@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::ready::pool_jobs;
+use super::offload::pool_jobs;
 use super::{Command, Stdio};
 
 /// Polls `fut` to its end on this thread with no veloq runtime.
