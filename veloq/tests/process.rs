@@ -1,7 +1,11 @@
 //! `veloq::process`: spawning real programs, exit statuses, piped standard
 //! streams (concurrently, cancel-safely, through the `veloq::io` traits),
-//! kills, `kill_on_drop` and waits racing kills. Run on every driver; the
-//! waits and pipes go through the blocking pool, so all must agree.
+//! kills, `kill_on_drop` and waits racing kills, many children at once.
+//! Run on every driver: on Linux the waits (pidfd) and pipes go through
+//! the driver (io_uring `POLL_ADD`, epoll readiness), on Windows the waits
+//! are wait registrations and the pipes pool jobs; all must agree. (That
+//! no pool job runs on those paths is proved by the unit tests in
+//! `process/tests.rs` and `process/wait.rs`, which can count them.)
 //!
 //! Unix tests use `sh`, `cat`, `echo` and `sleep`; the Windows ones (run
 //! under Wine) use `cmd`, `find` and `ping`.
@@ -476,6 +480,39 @@ mod unix {
     }
 
     #[test]
+    fn fifty_children_are_waited_for_at_once() {
+        run(|| async {
+            let mut handles = Vec::new();
+            for i in 0..50 {
+                let mut child = Command::new("sh")
+                    .args(["-c", &format!("sleep 0.1; exit {}", i % 9)])
+                    .spawn()
+                    .unwrap();
+                handles.push(veloq::spawn(async move {
+                    (i, child.wait().await.unwrap().code())
+                }));
+            }
+            for h in handles {
+                let (i, code) = h.await.unwrap();
+                assert_eq!(code, Some(i % 9));
+            }
+        });
+    }
+
+    #[test]
+    fn a_wait_dropped_mid_way_then_waited_again() {
+        run(|| async {
+            let mut child = Command::new("sh")
+                .args(["-c", "sleep 0.2; exit 7"])
+                .spawn()
+                .unwrap();
+            let res = veloq::time::timeout(Duration::from_millis(20), child.wait()).await;
+            assert!(res.is_err(), "still running");
+            assert_eq!(child.wait().await.unwrap().code(), Some(7));
+        });
+    }
+
+    #[test]
     fn a_child_is_waited_for_on_another_worker() {
         let rt = veloq::Runtime::builder().workers(2).build().unwrap();
         let ok = Arc::new(AtomicBool::new(false));
@@ -505,6 +542,26 @@ mod windows {
                 .await
                 .unwrap();
             assert_eq!(status.code(), Some(3));
+        });
+    }
+
+    #[test]
+    fn fifty_children_are_waited_for_at_once() {
+        run(|| async {
+            let mut handles = Vec::new();
+            for i in 0..50 {
+                let mut child = Command::new("cmd")
+                    .args(["/c", &format!("exit {}", i % 9)])
+                    .spawn()
+                    .unwrap();
+                handles.push(veloq::spawn(async move {
+                    (i, child.wait().await.unwrap().code())
+                }));
+            }
+            for h in handles {
+                let (i, code) = h.await.unwrap();
+                assert_eq!(code, Some(i % 9));
+            }
         });
     }
 
