@@ -1,20 +1,16 @@
 //! [`Child`]: a spawned process, waited for without blocking a worker.
 //!
-//! The std `Child` lives in a shared [`Proc`] behind a mutex. Waiting runs
-//! as one job on the blocking pool that blocks until the process has
-//! exited *without reaping it* (Linux: `poll` on a pidfd; other Unix:
-//! `waitid(WNOWAIT)`; Windows: `WaitForSingleObject` on the process
-//! handle), then takes the mutex and reaps with std's `try_wait`. Killing
-//! takes the same mutex and uses std's `kill`. So the process is reaped
-//! only under the mutex, and a signal is never sent to a reaped (possibly
-//! reused) pid, even while a wait is in flight.
+//! The std `Child` lives in a shared [`Proc`] behind a mutex; how a wait
+//! learns of the exit and reaps it under that mutex is `wait.rs`'s part.
+//! Killing takes the same mutex and uses std's `kill`, so a signal is
+//! never sent to a reaped (possibly reused) pid, even while a wait is in
+//! flight.
 //!
 //! # Invariants
 //!
-//! - `ProcState::waiting` is true exactly while one wait job runs; a wait
-//!   starts a job only when none runs, and every waiter is woken when it
-//!   ends.
-//! - `status` is set once the process has been reaped (by a job,
+//! - A wait starts only when none runs (`ProcState::waiting`), and every
+//!   waiter is woken when it ends.
+//! - `status` is set once the process has been reaped (by a wait,
 //!   `try_wait` or `Drop`), and never changes afterwards.
 //! - No waker runs while the mutex is held.
 
@@ -37,14 +33,16 @@ use crate::sync::lock;
 ///
 /// # Waiting and dropping
 ///
-/// [`wait`](Self::wait) does not block the worker: a blocking-pool thread
-/// waits for the process to exit. Dropping a `Child` that has not exited
-/// leaves the process running (unless [`kill_on_drop`] was set, which
-/// kills it) and has a pool thread reap it once it exits, so it does not
+/// [`wait`](Self::wait) does not block the worker: on Linux the driver
+/// reports the exit (a pidfd), on Windows a wait registration; see the
+/// [module docs](super) for the fallbacks. Dropping a `Child` that has not
+/// exited leaves the process running (unless [`kill_on_drop`] was set,
+/// which kills it) and its wait reaps it once it exits, so it does not
 /// stay a zombie.
 ///
-/// `Child` is `Send` and `Sync`, and its futures need no veloq runtime of
-/// their own.
+/// `Child` is `Send` and `Sync`, and its futures are `Send` and need no
+/// veloq runtime of their own (without one, the wait runs on the blocking
+/// pool).
 ///
 /// [`kill_on_drop`]: super::Command::kill_on_drop
 ///
@@ -101,8 +99,8 @@ impl Child {
     /// Drops [`stdin`](Self::stdin) first (as tokio does), so a child that
     /// reads its input to the end can finish.
     ///
-    /// Cancel-safe: a dropped `wait` leaves its pool job running, and the
-    /// next `wait` (or `try_wait`) picks up its result.
+    /// Cancel-safe: a dropped `wait` leaves the wait running, and the next
+    /// `wait` (or `try_wait`) picks up its result.
     ///
     /// # Errors
     ///

@@ -93,7 +93,7 @@ macro_rules! raw_descriptor {
 }
 
 /// The raw descriptor of a std pipe end, kept beside the pipe (which
-/// travels into pool jobs). A `usize` on Windows, so the handle types stay
+/// travels into pool jobs off Linux). A `usize` on Windows, so the handle types stay
 /// `Send` and `Sync`.
 #[cfg(unix)]
 type Raw = std::os::fd::RawFd;
@@ -112,13 +112,15 @@ fn raw_of<P: std::os::windows::io::AsRawHandle>(p: &P) -> Raw {
 /// The child's standard input, when it was
 /// [`piped`](std::process::Stdio::piped): a stream the parent writes.
 ///
-/// Dropping it closes the pipe, so the child reads end of file — once a
-/// write still running (one whose future was dropped) has returned.
+/// Dropping it closes the pipe, so the child reads end of file — once
+/// nothing waits on it any more (see the [module docs](super)).
 /// [`Child::wait`](super::Child::wait) drops it first, as tokio does.
 ///
-/// Each write is one blocking call on the blocking pool; the handle and
-/// its futures are `Send` (the futures when the buffer is) and need no
-/// runtime of their own.
+/// On Linux each write is one non-blocking system call, and the driver
+/// says when a full pipe has room again; elsewhere each write is one
+/// blocking call on the blocking pool. The handle and its futures are
+/// `Send` (the futures when the buffer is) and need no runtime of their
+/// own (the pool waits without one).
 ///
 /// ```ignore-windows
 /// use veloq::process::{Command, Stdio};
@@ -145,7 +147,8 @@ impl ChildStdin {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` matches tokio's signature.
+    /// On Linux, what `fcntl` reports when the pipe cannot be made
+    /// non-blocking.
     pub fn from_std(inner: std::process::ChildStdin) -> io::Result<ChildStdin> {
         Ok(ChildStdin {
             raw: raw_of(&inner),
@@ -154,11 +157,13 @@ impl ChildStdin {
     }
 
     /// Writes once from `buf[..bytes_init]`; returns how many bytes the
-    /// pipe took (at most 64 KiB per call; possibly fewer than offered).
+    /// pipe took (at most what it has room for, 64 KiB by default; possibly
+    /// fewer than offered).
     ///
-    /// Not cancel-safe: a dropped write's bytes are still written (its
-    /// error, if any, is reported by the next write). Writes run one at a
-    /// time, in the order they reach the pipe.
+    /// On Linux cancel-safe: a write whose future is dropped before it
+    /// returned wrote nothing. Elsewhere not: a dropped write's bytes are
+    /// still written (its error, if any, is reported by the next write),
+    /// and writes run one at a time, in the order they reach the pipe.
     ///
     /// # Errors
     ///
@@ -177,8 +182,9 @@ impl ChildStdin {
         self.pipe.write_all(buf).await
     }
 
-    /// Closes the pipe (the child reads end of file) once a write still in
-    /// flight has returned; later writes fail with `BrokenPipe`. Dropping
+    /// Closes the pipe (the child reads end of file) once nothing waits on
+    /// it any more (a write still in flight off Linux, a readiness wait on
+    /// Linux); later writes fail with `BrokenPipe`. Dropping
     /// the handle does the same without waiting.
     ///
     /// # Errors
@@ -193,9 +199,11 @@ impl ChildStdin {
 /// The child's standard output, when it was
 /// [`piped`](std::process::Stdio::piped): a stream the parent reads.
 ///
-/// Each read is one blocking call on the blocking pool; the handle and its
-/// futures are `Send` (the futures when the buffer is) and need no runtime
-/// of their own. Reads are cancel-safe (see [`read`](Self::read)).
+/// On Linux each read is one non-blocking system call, and the driver says
+/// when an empty pipe has data again; elsewhere each read is one blocking
+/// call on the blocking pool. The handle and its futures are `Send` (the
+/// futures when the buffer is) and need no runtime of their own. Reads are
+/// cancel-safe (see [`read`](Self::read)).
 ///
 /// ```ignore-windows
 /// use veloq::process::{Command, Stdio};
@@ -250,7 +258,8 @@ macro_rules! reader_methods {
             ///
             /// # Errors
             ///
-            /// None today; the `Result` matches tokio's signature.
+            /// On Linux, what `fcntl` reports when the pipe cannot be
+            /// made non-blocking.
             pub fn from_std(inner: $std) -> io::Result<$ty> {
                 Ok($ty {
                     raw: raw_of(&inner),
@@ -258,13 +267,14 @@ macro_rules! reader_methods {
                 })
             }
 
-            /// Reads once into `buf[..bytes_total]` (at most 64 KiB per
-            /// call); returns how many bytes came (`0`: the child closed
+            /// Reads once into `buf[..bytes_total]` (at most what the pipe
+            /// holds; off Linux at most 64 KiB per call); returns how many bytes came (`0`: the child closed
             /// its end) and marks them initialised. A buffer with no
             /// capacity reads nothing and returns `0`.
             ///
-            /// Cancel-safe: the bytes a dropped read's job got go to the
-            /// next read on this handle, in order.
+            /// Cancel-safe: on Linux a read whose future is dropped took
+            /// nothing from the pipe; elsewhere the bytes its pool job got
+            /// go to the next read on this handle, in order.
             pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
                 self.pipe.read(buf).await
             }

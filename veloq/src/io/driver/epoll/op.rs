@@ -279,7 +279,6 @@ impl NetOp {
     }
 }
 
-/// One step of a non-blocking connect; see [`NetOp::Connect`].
 // --- process ops (procwait) ---
 
 /// One non-blocking `poll` of `fd`: done with the ready mask (an error or
@@ -301,6 +300,7 @@ fn poll_now(fd: RawFd, write: bool) -> Attempt {
     }
 }
 
+/// One step of a non-blocking connect; see [`NetOp::Connect`].
 fn connect(fd: RawFd, addr: &SocketAddr, started: &mut bool) -> Attempt {
     if !*started {
         let to = SockAddr::from(*addr);
@@ -643,6 +643,40 @@ mod tests {
                 )
             }
             Attempt::WouldBlock => panic!("an error finishes the op"),
+        }
+    }
+
+    // --- process ops (procwait) ---
+
+    #[test]
+    fn poll_ops_wait_until_their_side_is_ready() {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a live array of two descriptors for the call.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (r, w) = (fds[0], fds[1]);
+        let mut read = NetOp::Poll {
+            fd: r,
+            write: false,
+        };
+        let mut write = NetOp::Poll { fd: w, write: true };
+        assert!(read.is_poll() && !read.drains(1));
+        assert_eq!((read.dir(), read.fd()), (Dir::Read, r));
+        assert_eq!((write.dir(), write.fd()), (Dir::Write, w));
+        assert!(matches!(read.attempt(), Attempt::WouldBlock), "empty pipe");
+        match write.attempt() {
+            Attempt::Done(out) => assert!(out.res.unwrap() & libc::POLLOUT as usize != 0),
+            Attempt::WouldBlock => panic!("an empty pipe has room"),
+        }
+        // SAFETY: one byte from a live local into our pipe.
+        assert_eq!(unsafe { libc::write(w, b"x".as_ptr().cast(), 1) }, 1);
+        match read.attempt() {
+            Attempt::Done(out) => assert!(out.res.unwrap() & libc::POLLIN as usize != 0),
+            Attempt::WouldBlock => panic!("a byte is there"),
+        }
+        // SAFETY: our own descriptors, closed once.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
         }
     }
 }
