@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::offload::pool_jobs;
 use super::{Command, Stdio};
+use crate::runtime::DriverKind;
 
 /// Polls `fut` to its end on this thread with no veloq runtime.
 fn block_on_plain<F: Future>(fut: F) -> F::Output {
@@ -90,8 +91,30 @@ async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 
 #[test]
 fn inside_a_runtime_no_pool_job_runs() {
-    let before = pool_jobs();
-    crate::block_on(async {
+    for kind in [DriverKind::IoUring, DriverKind::Epoll] {
+        let rt = match crate::Runtime::builder().driver(kind).build() {
+            Ok(rt) => rt,
+            // io_uring refused here (seccomp, sysctl): epoll still runs.
+            Err(e) if kind == DriverKind::IoUring => {
+                eprintln!("io_uring unavailable ({e}); epoll only");
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(rt.driver_kind(), kind);
+        let before = pool_jobs();
+        rt.block_on(driver_path());
+        assert_eq!(
+            pool_jobs(),
+            before,
+            "{kind:?}: the driver path must not use the pool"
+        );
+    }
+}
+
+/// Waits, kills, pipes and many children: all through the driver.
+async fn driver_path() {
+    {
         let status = Command::new("sh").args(["-c", "exit 3"]).status().await;
         assert_eq!(status.unwrap().code(), Some(3));
 
@@ -128,8 +151,7 @@ fn inside_a_runtime_no_pool_job_runs() {
             let (i, code) = h.await.unwrap();
             assert_eq!(code, Some(i % 7));
         }
-    });
-    assert_eq!(pool_jobs(), before, "the driver path must not use the pool");
+    }
 }
 
 #[test]
