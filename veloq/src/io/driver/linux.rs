@@ -111,6 +111,8 @@ linux_ops!(
     MkdirAt,
     LinkAt,
     SymlinkAt,
+    // --- process ops (procwait) ---
+    PollReady,
 );
 
 /// Forwards a method call to the active backend.

@@ -151,6 +151,9 @@ pub(crate) enum UringOp {
     Fallocate { fd: RawFd, offset: u64, len: u64 },
     /// A filesystem path op (`STATX`, `RENAMEAT`, …; see `path_op`).
     Path(super::path_op::PathSqe),
+    // --- process ops (procwait) ---
+    /// `POLL_ADD` (one-shot) for `events`; the output is the ready mask.
+    Poll { fd: RawFd, events: u32 },
     /// A description that cannot be submitted (a path with a NUL byte,
     /// contradictory open flags): `submit` fails with this error.
     Invalid(io::Error),
@@ -260,6 +263,8 @@ impl UringOp {
                 .offset(*offset)
                 .build(),
             UringOp::Path(p) => p.entry(),
+            // --- process ops (procwait) ---
+            UringOp::Poll { fd, events } => opcode::PollAdd::new(types::Fd(*fd), *events).build(),
             UringOp::Invalid(e) => {
                 return Err(io::Error::new(e.kind(), e.to_string()));
             }
@@ -516,6 +521,22 @@ impl IntoPlatformOp<UringDriver> for op::Fallocate {
             fd: self.fd,
             offset: self.offset,
             len: self.len,
+        }
+    }
+}
+
+// --- process ops (procwait) ---
+
+impl IntoPlatformOp<UringDriver> for op::PollReady {
+    fn into_platform_op(self) -> UringOp {
+        let events = if self.write {
+            libc::POLLOUT
+        } else {
+            libc::POLLIN
+        };
+        UringOp::Poll {
+            fd: self.fd,
+            events: events as u32,
         }
     }
 }
