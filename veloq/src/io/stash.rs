@@ -11,9 +11,12 @@
 //! kernel had filled the buffer before the cancel reached it (io_uring,
 //! IOCP), or the completion was processed but never polled (every driver).
 //! Those bytes are gone from the socket, so dropping them would lose them.
-//! Instead the op's hook ([`OrphanRecv`], [`OrphanAccept`]) puts what it
-//! took here, and the socket's next `read`/`recv`/`recv_from`/`accept`
-//! takes it before asking the kernel again.
+//! Instead the op's hook ([`OrphanRecv`], [`OrphanAccept`], and the
+//! vectored receive's in `net::vectored`) puts what it took here, and the
+//! socket's next `read`/`recv`/`recv_from`/`recv_msg`/`accept` takes it
+//! before asking the kernel again. A datagram is kept with its source
+//! address, of any family (a [`DatagramSource`] says where a hook finds
+//! it), so the next `recv_from` reports the right sender.
 //!
 //! # Order
 //!
@@ -35,9 +38,9 @@ use std::cell::RefMut;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use socket2::SockAddr;
-use std::task::{Context, Poll, Waker};
 
 use crate::buf::IoBufMut;
 use crate::io::driver::op_registry::CancelHook;
