@@ -647,20 +647,76 @@ mod unix {
                         });
                         let (n, from) = res.unwrap();
                         assert_eq!(String::from_utf8_lossy(&buf[..n]), want);
-                        if i == 1 {
-                            assert_eq!(from.as_pathname(), Some(ps.0.as_path()));
-                        } else {
-                            // A stashed datagram's source is not kept
-                            // (documented): unnamed on an unconnected
-                            // socket.
-                            assert!(
-                                from.is_unnamed() || from.as_pathname() == Some(ps.0.as_path())
-                            );
-                        }
+                        // The stashed datagram (i == 0) keeps its source.
+                        assert_eq!(from.as_pathname(), Some(ps.0.as_path()), "datagram {i}");
                     }
                 }
             });
             assert_eq!(drops.load(Ordering::SeqCst), 5, "each buffer dropped once");
+        });
+    }
+
+    /// Regression: a datagram a cancelled `recv_from` stashed used to come
+    /// back with the unnamed address. Two senders, `recv_from` under random
+    /// 0-2 ms timeouts: every datagram arrives once, with its own sender's
+    /// path.
+    #[test]
+    fn recv_from_under_timeouts_reports_each_datagrams_own_source() {
+        within(60, || {
+            veloq::block_on(async {
+                const N: usize = 300;
+                let pr = TempPath::new("unix-dsrc");
+                let sock = UnixDatagram::bind(&pr.0).unwrap();
+                let paths = [TempPath::new("unix-dsrc-a"), TempPath::new("unix-dsrc-b")];
+                let senders = [
+                    std::os::unix::net::UnixDatagram::bind(&paths[0].0).unwrap(),
+                    std::os::unix::net::UnixDatagram::bind(&paths[1].0).unwrap(),
+                ];
+                let mut rng = super::util::Rng::new(3);
+                let (mut got, mut timeouts, mut sent) = (Vec::new(), 0usize, 0usize);
+                let check = |n: usize, buf: &[u8], from: SocketAddr, got: &mut Vec<usize>| {
+                    let text = std::str::from_utf8(&buf[..n]).unwrap();
+                    let (who, seq) = text.split_once(':').unwrap();
+                    let who: usize = who.parse().unwrap();
+                    assert_eq!(
+                        from.as_pathname(),
+                        Some(paths[who].0.as_path()),
+                        "datagram {text:?} reported the wrong source"
+                    );
+                    got.push(seq.parse().unwrap());
+                };
+                while sent < N || got.len() < N {
+                    if sent < N && rng.below(2) == 0 {
+                        let who = sent % 2;
+                        senders[who]
+                            .send_to(format!("{who}:{sent}").as_bytes(), &pr.0)
+                            .unwrap();
+                        sent += 1;
+                    }
+                    let limit = if rng.below(3) == 0 {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_micros(rng.below(2001))
+                    };
+                    match timeout(limit, sock.recv_from(vec![0u8; 32])).await {
+                        Ok((res, buf)) => {
+                            let (n, from) = res.unwrap();
+                            check(n, &buf, from, &mut got);
+                        }
+                        Err(_) => timeouts += 1,
+                    }
+                    assert!(got.len() <= sent, "a datagram came twice");
+                    if sent == N && timeouts > 10 * N {
+                        break;
+                    }
+                }
+                got.sort_unstable();
+                assert_eq!(got, (0..N).collect::<Vec<_>>(), "{timeouts} timeouts");
+                assert!(
+                    timeouts > 0,
+                    "no receive timed out: the test tested nothing"
+                );
+            });
         });
     }
 

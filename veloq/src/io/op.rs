@@ -396,6 +396,33 @@ pub(crate) struct PollReady {
 }
 
 // --- end of process ops (procwait) ---
+// --- vectored ops (winvec) ---
+
+/// Send the buffers an array of `WSABUF`s describes, in order, in one
+/// `WSASend`, or as one datagram to `addr` with `WSASendTo`. The array and
+/// the memory it points to live in the op's `keep` (stable heap memory)
+/// until the op completes. Windows only (Unix uses [`SendMsg`]).
+#[cfg(windows)]
+pub(crate) struct SendVec {
+    pub(crate) fd: RawFd,
+    pub(crate) bufs: *const windows_sys::Win32::Networking::WinSock::WSABUF,
+    pub(crate) count: u32,
+    pub(crate) addr: Option<SocketAddr>,
+}
+
+/// Receive into the buffers an array of `WSABUF`s describes, filling each
+/// before the next, in one `WSARecv`, or, with `from`, one `WSARecvFrom`
+/// that reports the datagram's source in the output. Memory as for
+/// [`SendVec`]. Windows only (Unix uses [`RecvMsg`]).
+#[cfg(windows)]
+pub(crate) struct RecvVec {
+    pub(crate) fd: RawFd,
+    pub(crate) bufs: *mut windows_sys::Win32::Networking::WinSock::WSABUF,
+    pub(crate) count: u32,
+    pub(crate) from: bool,
+}
+
+// --- end of vectored ops (winvec) ---
 
 enum State {
     /// In flight in the driver under this key.

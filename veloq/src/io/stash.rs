@@ -11,9 +11,12 @@
 //! kernel had filled the buffer before the cancel reached it (io_uring,
 //! IOCP), or the completion was processed but never polled (every driver).
 //! Those bytes are gone from the socket, so dropping them would lose them.
-//! Instead the op's hook ([`OrphanRecv`], [`OrphanAccept`]) puts what it
-//! took here, and the socket's next `read`/`recv`/`recv_from`/`accept`
-//! takes it before asking the kernel again.
+//! Instead the op's hook ([`OrphanRecv`], [`OrphanAccept`], and the
+//! vectored receive's in `net::vectored`) puts what it took here, and the
+//! socket's next `read`/`recv`/`recv_from`/`recv_msg`/`accept` takes it
+//! before asking the kernel again. A datagram is kept with its source
+//! address, of any family (a [`DatagramSource`] says where a hook finds
+//! it), so the next `recv_from` reports the right sender.
 //!
 //! # Order
 //!
@@ -36,6 +39,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+
+use socket2::SockAddr;
 
 use crate::buf::IoBufMut;
 use crate::io::driver::op_registry::CancelHook;
@@ -71,8 +76,9 @@ pub(crate) struct Stash {
     orphans: usize,
     /// Stream bytes, oldest first.
     bytes: VecDeque<u8>,
-    /// Whole datagrams (datagram sockets), oldest first.
-    datagrams: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
+    /// Whole datagrams (datagram sockets) with their source address, of
+    /// any family (IP or Unix-domain), oldest first.
+    datagrams: VecDeque<(Vec<u8>, Option<SockAddr>)>,
     /// Messages, oldest first; the front one may be partly taken.
     messages: VecDeque<Vec<u8>>,
     /// Accepted connections (listeners), oldest first; owned.
@@ -131,16 +137,37 @@ impl Stash {
     pub(crate) fn take_datagram<B: IoBufMut>(
         &mut self,
         buf: &mut B,
-    ) -> Option<(usize, Option<SocketAddr>)> {
+    ) -> Option<(usize, Option<SockAddr>)> {
+        self.take_datagram_vec(std::slice::from_mut(buf))
+    }
+
+    /// Moves the oldest stashed datagram into `bufs`, filling each to its
+    /// `bytes_total` before the next (cut to their room, as the kernel
+    /// does); returns the bytes placed and the source.
+    pub(crate) fn take_datagram_vec<B: IoBufMut>(
+        &mut self,
+        bufs: &mut [B],
+    ) -> Option<(usize, Option<SockAddr>)> {
         let (data, addr) = self.datagrams.pop_front()?;
-        let n = buf.bytes_total().min(data.len());
-        // SAFETY: `n <= bytes_total`, inside `buf`'s allocation; the source
-        // is a separate Vec.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), buf.stable_mut_ptr(), n);
-            buf.set_init(n);
+        Some((scatter(&data, bufs), addr))
+    }
+
+    /// Moves stashed stream bytes into `bufs`, filling each (from its
+    /// start) to its `bytes_total` before the next; returns how many, or
+    /// `None` when nothing is stashed.
+    pub(crate) fn take_bytes_vec<B: IoBufMut>(&mut self, bufs: &mut [B]) -> Option<usize> {
+        if self.bytes.is_empty() {
+            return None;
         }
-        Some((n, addr))
+        let room: usize = bufs.iter().map(|b| b.bytes_total()).sum();
+        let n = room.min(self.bytes.len());
+        let data: Vec<u8> = self.bytes.drain(..n).collect();
+        Some(scatter(&data, bufs))
+    }
+
+    /// Appends a whole datagram a cancelled receive took.
+    pub(crate) fn push_datagram(&mut self, data: Vec<u8>, from: Option<SockAddr>) {
+        self.datagrams.push_back((data, from));
     }
 
     /// Moves (as much as fits of) the oldest stashed message into
@@ -171,7 +198,6 @@ impl Stash {
     }
 
     /// Appends stream bytes a cancelled read took.
-    #[cfg_attr(windows, allow(dead_code))] // vectored receives are Unix-only
     pub(crate) fn push_bytes(&mut self, data: &[u8]) {
         self.bytes.extend(data);
     }
@@ -193,6 +219,43 @@ impl Drop for Stash {
     }
 }
 
+/// Copies `data` into `bufs` in order, each from its start up to its
+/// `bytes_total`, and marks what each got initialised; returns the bytes
+/// placed (fewer than `data.len()` when the buffers are too small).
+fn scatter<B: IoBufMut>(mut data: &[u8], bufs: &mut [B]) -> usize {
+    let mut placed = 0;
+    for b in bufs {
+        let k = data.len().min(b.bytes_total());
+        // SAFETY: `k <= bytes_total`, inside the buffer's allocation, which
+        // `b` borrows mutably; `data` is a separate allocation. Then
+        // `b[..k]` has just been written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), b.stable_mut_ptr(), k);
+            b.set_init(k);
+        }
+        data = &data[k..];
+        placed += k;
+    }
+    placed
+}
+
+/// Where a cancelled datagram receive finds the source address of what it
+/// took, to stash with the datagram.
+pub(crate) trait DatagramSource: 'static {
+    /// The source of the datagram the op with output `out` received. Called
+    /// once the op has completed (the driver no longer writes its memory).
+    fn source(&self, out: &OpOutput) -> Option<SockAddr>;
+}
+
+/// The source the driver reported in the op's output (IP sockets).
+pub(crate) struct FromOutput;
+
+impl DatagramSource for FromOutput {
+    fn source(&self, out: &OpOutput) -> Option<SockAddr> {
+        out.addr.map(SockAddr::from)
+    }
+}
+
 /// Counts one orphan of its handle for as long as it lives.
 pub(crate) struct OrphanGuard<S: StashOwner>(Rc<S>);
 
@@ -204,6 +267,11 @@ impl<S: StashOwner> OrphanGuard<S> {
 
     pub(crate) fn stash(&self) -> RefMut<'_, Stash> {
         self.0.stash()
+    }
+
+    /// How the handle's reads divide what they take.
+    pub(crate) fn kind(&self) -> StashKind {
+        self.0.stash_kind()
     }
 }
 
@@ -224,24 +292,36 @@ pub(crate) struct RecvKeep<B, S> {
 }
 
 /// The hook of a receive whose future was dropped; see the module docs.
-pub(crate) struct OrphanRecv<B, S: StashOwner> {
+/// `N` says where a datagram's source address is.
+pub(crate) struct OrphanRecv<B, S: StashOwner, N = FromOutput> {
     buf: B,
     off: usize,
     guard: OrphanGuard<S>,
+    source: N,
 }
 
 impl<B: IoBufMut, S: StashOwner> OrphanRecv<B, S> {
     /// [`Orphan`](crate::io::op::Orphan) of a receive.
     pub(crate) fn orphan(keep: RecvKeep<B, S>) -> Box<dyn CancelHook> {
+        OrphanRecv::orphan_with(keep, FromOutput)
+    }
+}
+
+impl<B: IoBufMut, S: StashOwner, N: DatagramSource> OrphanRecv<B, S, N> {
+    /// The hook of a receive whose datagram source is found through
+    /// `source` (which must stay valid until the completion: it is kept
+    /// alive by the hook).
+    pub(crate) fn orphan_with(keep: RecvKeep<B, S>, source: N) -> Box<dyn CancelHook> {
         Box::new(OrphanRecv {
             buf: keep.buf,
             off: keep.off,
             guard: OrphanGuard::new(keep.sock),
+            source,
         })
     }
 }
 
-impl<B: IoBufMut, S: StashOwner> CancelHook for OrphanRecv<B, S> {
+impl<B: IoBufMut, S: StashOwner, N: DatagramSource> CancelHook for OrphanRecv<B, S, N> {
     fn completed(mut self: Box<Self>, out: OpOutput) {
         let Ok(n) = out.res else { return };
         let kind = self.guard.0.stash_kind();
@@ -260,7 +340,10 @@ impl<B: IoBufMut, S: StashOwner> CancelHook for OrphanRecv<B, S> {
         let mut stash = self.guard.stash();
         match kind {
             StashKind::Bytes => stash.bytes.extend(data),
-            StashKind::Datagrams => stash.datagrams.push_back((data.to_vec(), out.addr)),
+            StashKind::Datagrams => {
+                let from = self.source.source(&out);
+                stash.datagrams.push_back((data.to_vec(), from));
+            }
             StashKind::Messages => stash.messages.push_back(data.to_vec()),
         }
     }

@@ -27,6 +27,8 @@ mod addr;
 mod halves;
 #[cfg(unix)]
 mod msg;
+#[cfg(windows)]
+mod msg_windows;
 mod socket;
 mod split;
 
@@ -41,6 +43,7 @@ mod unix_split;
 mod unix_stream;
 #[cfg(windows)]
 mod unix_windows;
+mod vectored;
 
 pub use tcp_listener::TcpListener;
 

@@ -136,6 +136,11 @@ impl Socket {
         self.inner.fd
     }
 
+    /// Whether this is a datagram socket (its reads take whole datagrams).
+    pub(crate) fn is_datagram(&self) -> bool {
+        self.inner.datagram
+    }
+
     /// A reference to the descriptor's owner, for an op's `keep`: the
     /// descriptor stays open until the op is done with it.
     pub(crate) fn shared(&self) -> Rc<SocketInner> {
@@ -173,75 +178,6 @@ impl Socket {
     /// One send of `buf[..bytes_init]`.
     pub(crate) async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.send_at(buf, 0).await
-    }
-
-    /// Receives into `bufs` in order (see `TcpStream::read_vectored`): one
-    /// `recvmsg` over all of them on Unix.
-    #[cfg(unix)]
-    pub(crate) async fn recv_vectored<B: IoBufMut>(
-        &self,
-        bufs: Vec<B>,
-    ) -> BufResult<usize, Vec<B>> {
-        let (res, bufs) = self.recv_msg(bufs, 0).await;
-        (res.map(|(n, _)| n), bufs)
-    }
-
-    /// Sends `bufs` in order (see `TcpStream::write_vectored`): one
-    /// `sendmsg` over all of them on Unix.
-    #[cfg(unix)]
-    pub(crate) async fn send_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-        self.send_msg(bufs, &[]).await
-    }
-
-    /// Whether a cancelled read left data or is still in the kernel.
-    #[cfg(unix)]
-    pub(crate) fn stash_busy(&self) -> bool {
-        self.inner.stash().busy()
-    }
-
-    /// Receives into `bufs` in order (see `TcpStream::read_vectored`).
-    #[cfg(windows)]
-    pub(crate) async fn recv_vectored<B: IoBufMut>(
-        &self,
-        bufs: Vec<B>,
-    ) -> BufResult<usize, Vec<B>> {
-        self.recv_vectored_one(bufs).await
-    }
-
-    /// Sends `bufs` in order (see `TcpStream::write_vectored`).
-    #[cfg(windows)]
-    pub(crate) async fn send_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-        self.send_vectored_one(bufs).await
-    }
-
-    /// Receives into the first of `bufs` with room; all buffers are handed
-    /// back in order.
-    pub(crate) async fn recv_vectored_one<B: IoBufMut>(
-        &self,
-        mut bufs: Vec<B>,
-    ) -> BufResult<usize, Vec<B>> {
-        let Some(i) = bufs.iter().position(|b| b.bytes_total() > 0) else {
-            return (Ok(0), bufs);
-        };
-        // `remove` + `insert` keep the order and reuse the Vec's capacity.
-        let (res, buf) = self.recv(bufs.remove(i)).await;
-        bufs.insert(i, buf);
-        (res, bufs)
-    }
-
-    /// Sends from the first of `bufs` holding data; all buffers are handed
-    /// back in order.
-    #[cfg_attr(unix, allow(dead_code))]
-    pub(crate) async fn send_vectored_one<B: IoBuf>(
-        &self,
-        mut bufs: Vec<B>,
-    ) -> BufResult<usize, Vec<B>> {
-        let Some(i) = bufs.iter().position(|b| b.bytes_init() > 0) else {
-            return (Ok(0), bufs);
-        };
-        let (res, buf) = self.send(bufs.remove(i)).await;
-        bufs.insert(i, buf);
-        (res, bufs)
     }
 
     /// Receives until `buf[..bytes_total]` is full; `UnexpectedEof` if the

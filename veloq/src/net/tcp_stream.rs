@@ -170,10 +170,11 @@ impl TcpStream {
     /// bytes came in all (`0` at end of stream, or when no buffer has
     /// room). The buffers come back in the same order.
     ///
-    /// On Linux this is one `recvmsg` over all the buffers; on Windows each
-    /// call fills (part of) the first buffer with room, as std's default
-    /// `read_vectored` does, and a later call continues with the next.
-    /// Cancel-safe, as [`read`](Self::read).
+    /// One receive over all the buffers: `recvmsg` on Unix, `WSARecv` over
+    /// an array of `WSABUF`s on Windows. Each buffer is filled to its
+    /// `bytes_total` before the next gets a byte. Cancel-safe, as
+    /// [`read`](Self::read): bytes a dropped `read_vectored` took go to the
+    /// next read.
     pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.socket.recv_vectored(bufs).await
     }
@@ -182,9 +183,8 @@ impl TcpStream {
     /// kernel took in all (possibly fewer than offered). The buffers come
     /// back in the same order.
     ///
-    /// On Linux this is one `sendmsg` over all the buffers; on Windows each
-    /// call writes from the first buffer holding data, as std's default
-    /// `write_vectored` does. Loop to send everything.
+    /// One send over all the buffers (`sendmsg` on Unix, `WSASend` over an
+    /// array of `WSABUF`s on Windows). Loop to send everything.
     pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.socket.send_vectored(bufs).await
     }

@@ -89,13 +89,9 @@ impl UdpSocket {
             .take_stashed(|stash| stash.take_datagram(&mut buf))
             .await;
         if let Some((n, from)) = stashed {
-            return match from {
-                Some(from) => (Ok((n, from)), buf),
-                // Taken by a `recv`, which has no address to give.
-                None => match self.socket.peer_addr() {
-                    Ok(from) => (Ok((n, from)), buf),
-                    Err(e) => (Err(e), buf),
-                },
+            return match self.source_or_peer(from) {
+                Ok(from) => (Ok((n, from)), buf),
+                Err(e) => (Err(e), buf),
             };
         }
         let len = op_len(buf.bytes_total());
@@ -126,6 +122,66 @@ impl UdpSocket {
                 )),
                 buf,
             ),
+        }
+    }
+
+    /// Sends the initialised bytes of `bufs`, in order, as one datagram
+    /// (gathered by the kernel: one `sendmsg` on Unix, one `WSASendTo` or
+    /// `WSASend` over an array of `WSABUF`s on Windows) to `target`, or to
+    /// the connected address when `target` is `None`; returns the bytes
+    /// sent. The buffers come back in the same order.
+    ///
+    /// ```no_run
+    /// # veloq::block_on(async {
+    /// let socket = veloq::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let header = b"len=5;".to_vec();
+    /// let body = b"hello".to_vec();
+    /// let to = "127.0.0.1:9000".parse().unwrap();
+    /// let (res, _) = socket.send_msg(vec![header, body], Some(to)).await;
+    /// assert_eq!(res?, 11);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` (or the platform's equivalent) with no `target` on
+    /// an unconnected socket; whatever the kernel reports.
+    pub async fn send_msg<B: IoBuf>(
+        &self,
+        bufs: Vec<B>,
+        target: Option<SocketAddr>,
+    ) -> BufResult<usize, Vec<B>> {
+        self.socket
+            .send_gather(bufs, target.map(SockAddr::from))
+            .await
+    }
+
+    /// Receives one datagram into `bufs`, filling each buffer to its
+    /// `bytes_total` before the next (one `recvmsg`, or one `WSARecvFrom`
+    /// over an array of `WSABUF`s); returns its length (at most the
+    /// buffers' room: a longer datagram is truncated) and its source
+    /// address. The buffers come back in the same order.
+    ///
+    /// Cancel-safe, as [`recv_from`](Self::recv_from): a datagram a dropped
+    /// `recv_msg` had received is returned, with its source, by the next
+    /// receive.
+    pub async fn recv_msg<B: IoBufMut>(
+        &self,
+        bufs: Vec<B>,
+    ) -> BufResult<(usize, SocketAddr), Vec<B>> {
+        let (res, bufs) = self.socket.recv_scatter(bufs, true).await;
+        let res = res.and_then(|(n, from)| Ok((n, self.source_or_peer(from)?)));
+        (res, bufs)
+    }
+
+    /// A received datagram's source: the one the kernel reported, else
+    /// (a datagram a cancelled `recv` took, which has none) the connected
+    /// address.
+    fn source_or_peer(&self, from: Option<SockAddr>) -> io::Result<SocketAddr> {
+        match from.and_then(|a| a.as_socket()) {
+            Some(from) => Ok(from),
+            None => self.socket.peer_addr(),
         }
     }
 

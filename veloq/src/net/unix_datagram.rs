@@ -4,24 +4,26 @@
 //! The source address of a received datagram is a Unix address, which the
 //! IP-only `RecvFrom` op cannot report; `recv_from` uses the `RecvFromName`
 //! op, which stores the kernel's address in a [`SockName`] the op's keep
-//! owns (so the memory outlives a cancelled op, like the buffer).
+//! owns (so the memory outlives a cancelled op, like the buffer). A
+//! cancelled `recv_from` stashes its datagram with that address, so the
+//! next receive reports the right source.
 
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 
-use socket2::{Domain, Type};
+use socket2::{Domain, SockAddr, Type};
 
 use super::socket::{op_len, Socket, SocketInner};
 use super::unix_stream::{from_sockaddr, path_addr, to_sockaddr, unnamed};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::io::driver::op_registry::CancelHook;
 use crate::io::driver::KeepAlive;
 use crate::io::op::{self, Op, OpOutput, RecvFromName, SendToName, SockName};
-use crate::io::stash::{OrphanRecv, RecvKeep};
+use crate::io::stash::{DatagramSource, OrphanRecv, RecvKeep};
 
 /// A Unix-domain datagram socket.
 ///
@@ -158,18 +160,17 @@ impl UnixDatagram {
     /// and source address (unnamed for an unbound sender). A datagram
     /// longer than the buffer is truncated.
     ///
-    /// Cancel-safe: a datagram a dropped `recv_from` (or `recv`) had
-    /// received is returned by the next one. Its source address, though,
-    /// is not kept: such a datagram reports the connected peer's address,
-    /// or the unnamed address on an unconnected socket.
+    /// Cancel-safe: a datagram a dropped `recv_from` (or `recv_msg`) had
+    /// received is returned by the next receive, with its source address.
+    /// (One a dropped `recv` took has none kept: it reports the connected
+    /// peer's address, or the unnamed address on an unconnected socket.)
     pub async fn recv_from<B: IoBufMut>(&self, mut buf: B) -> BufResult<(usize, SocketAddr), B> {
         let stashed = self
             .socket
             .take_stashed(|stash| stash.take_datagram(&mut buf))
             .await;
-        if let Some((n, _)) = stashed {
-            let from = self.peer_addr().or_else(|_| unnamed());
-            return match from {
+        if let Some((n, from)) = stashed {
+            return match self.source_or_peer(from) {
                 Ok(from) => (Ok((n, from)), buf),
                 Err(e) => (Err(e), buf),
             };
@@ -188,7 +189,7 @@ impl UnixDatagram {
                 off: 0,
                 sock: self.socket.shared(),
             },
-            name,
+            name: NameSource(name),
         };
         let (out, keep) = Op::submit_with(desc, keep, NamedRecvKeep::orphan).await;
         let mut buf = keep.recv.buf;
@@ -199,16 +200,73 @@ impl UnixDatagram {
             Ok(n) => n,
             Err(e) => return (Err(e), buf),
         };
-        // SAFETY: the op has completed, so the driver no longer writes the
-        // name; this is the only reference now.
-        let name = unsafe { &*keep.name.get() };
-        let from = match name.get() {
-            Some(a) => from_sockaddr(&a),
-            None => unnamed(),
-        };
-        match from {
+        match self.source_or_peer(keep.name.source(&out)) {
             Ok(from) => (Ok((n, from)), buf),
             Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Sends the initialised bytes of `bufs`, in order, as one datagram
+    /// (one `sendmsg`) to `target`, or to the connected address when
+    /// `target` is `None`, passing the descriptors `fds` with it
+    /// (`SCM_RIGHTS`; duplicates are made at once, so the caller may close
+    /// its copies as soon as this is called). Returns the bytes sent; the
+    /// buffers come back in the same order.
+    ///
+    /// ```no_run
+    /// use std::os::fd::AsFd;
+    /// # veloq::block_on(async {
+    /// let (a, b) = veloq::net::UnixDatagram::pair()?;
+    /// let file = std::fs::File::open("/etc/hostname")?;
+    /// let bufs = vec![b"take ".to_vec(), b"this".to_vec()];
+    /// let (res, _) = a.send_msg(bufs, &[file.as_fd()], None).await;
+    /// assert_eq!(res?, 9);
+    /// let (res, _) = b.recv_msg(vec![Vec::with_capacity(4), Vec::with_capacity(8)], 1).await;
+    /// let (n, fds, _from) = res?;
+    /// assert_eq!((n, fds.len()), (9, 1));
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send_msg<B: IoBuf>(
+        &self,
+        bufs: Vec<B>,
+        fds: &[BorrowedFd<'_>],
+        target: Option<&SocketAddr>,
+    ) -> BufResult<usize, Vec<B>> {
+        let dest = match target.map(to_sockaddr).transpose() {
+            Ok(d) => d,
+            Err(e) => return (Err(e), bufs),
+        };
+        self.socket.send_msg_to(bufs, fds, dest).await
+    }
+
+    /// Receives one datagram into `bufs`, filling each buffer to its
+    /// `bytes_total` before the next (one `recvmsg`), with room for up to
+    /// `max_fds` descriptors passed with it (received close-on-exec; more
+    /// are dropped by the kernel). Returns its length (a datagram longer
+    /// than the buffers' room is truncated), the descriptors, now the
+    /// caller's, and the source address (unnamed for an unbound sender).
+    ///
+    /// Cancel-safe for the datagram, as [`recv_from`](Self::recv_from)
+    /// (it goes, with its source, to the next receive); descriptors a
+    /// dropped `recv_msg` had received are closed.
+    pub async fn recv_msg<B: IoBufMut>(
+        &self,
+        bufs: Vec<B>,
+        max_fds: usize,
+    ) -> BufResult<(usize, Vec<OwnedFd>, SocketAddr), Vec<B>> {
+        let (res, bufs) = self.socket.recv_msg_from(bufs, max_fds, true).await;
+        let res = res.and_then(|r| Ok((r.n, r.fds, self.source_or_peer(r.from)?)));
+        (res, bufs)
+    }
+
+    /// A received datagram's source: the one the kernel stored, else (an
+    /// unnamed sender, or a datagram a cancelled `recv` took) the connected
+    /// peer's, else the unnamed address.
+    fn source_or_peer(&self, from: Option<SockAddr>) -> io::Result<SocketAddr> {
+        match from {
+            Some(a) => from_sockaddr(&a),
+            None => self.peer_addr().or_else(|_| unnamed()),
         }
     }
 
@@ -258,30 +316,26 @@ impl fmt::Debug for UnixDatagram {
 /// driver stores the source address in.
 struct NamedRecvKeep<B> {
     recv: RecvKeep<B, SocketInner>,
-    name: Rc<UnsafeCell<SockName>>,
+    name: NameSource,
 }
 
 impl<B: IoBufMut> NamedRecvKeep<B> {
     /// [`Orphan`](crate::io::op::Orphan) of a `recv_from`: the datagram
-    /// goes to the stash as for any receive (without its address), and the
-    /// name stays alive until the completion has been processed.
+    /// goes to the stash with the source address the kernel stored in the
+    /// name, which the hook keeps alive until the completion.
     fn orphan(keep: NamedRecvKeep<B>) -> KeepAlive {
-        Box::new(OrphanNamed {
-            recv: OrphanRecv::orphan(keep.recv),
-            _name: keep.name,
-        })
+        OrphanRecv::orphan_with(keep.recv, keep.name)
     }
 }
 
-/// The hook of a dropped `recv_from`.
-struct OrphanNamed {
-    recv: KeepAlive,
-    _name: Rc<UnsafeCell<SockName>>,
-}
+/// The memory a `RecvFromName` op stores the source address in.
+struct NameSource(Rc<UnsafeCell<SockName>>);
 
-impl CancelHook for OrphanNamed {
-    fn completed(self: Box<Self>, out: OpOutput) {
-        let OrphanNamed { recv, _name } = *self;
-        recv.completed(out);
+impl DatagramSource for NameSource {
+    fn source(&self, _out: &OpOutput) -> Option<SockAddr> {
+        // SAFETY: called once the op has completed (the trait's contract),
+        // so the driver no longer writes the name; nothing else refers to
+        // it mutably.
+        unsafe { &*self.0.get() }.get()
     }
 }

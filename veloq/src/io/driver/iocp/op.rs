@@ -11,6 +11,8 @@
 //! +--------------------------------------------+
 //! | payload: IocpOpPayload (union)             |  the one variant the vtable
 //! |   WSABUF, sockaddr, AcceptEx buffer, ...   |  belongs to
+//! |   (a vectored op: a pointer to the WSABUF  |
+//! |   array its keep owns)                     |
 //! +--------------------------------------------+
 //! ```
 //!
@@ -306,6 +308,19 @@ pub(crate) struct DatagramIo {
     pub(crate) addr: SockAddrBuf,
 }
 
+/// `SendVec` / `RecvVec`: the caller's `WSABUF` array (in the op's keep),
+/// the flags `WSARecv` writes back, and, for a datagram to or from a named
+/// peer (`named`), the address (read by `WSASendTo`, written by
+/// `WSARecvFrom` after the call returned).
+pub(crate) struct VecIo {
+    pub(crate) bufs: *mut WSABUF,
+    pub(crate) count: u32,
+    pub(crate) flags: u32,
+    pub(crate) named: bool,
+    pub(crate) addr_len: i32,
+    pub(crate) addr: SockAddrBuf,
+}
+
 /// `Connect`: the address `ConnectEx` reads.
 pub(crate) struct ConnectPayload {
     pub(crate) addr_len: i32,
@@ -407,6 +422,38 @@ impl FromDesc<op::RecvFrom> for DatagramIo {
         let p = DatagramIo {
             wsabuf: wsabuf(d.buf, d.len),
             flags: 0,
+            addr_len: SockAddrBuf::CAPACITY,
+            addr: SockAddrBuf::zeroed(),
+        };
+        (d.fd, true, p)
+    }
+}
+
+impl FromDesc<op::SendVec> for VecIo {
+    fn from_desc(d: op::SendVec) -> (RawFd, bool, Self) {
+        let (named, (addr, addr_len)) = match &d.addr {
+            Some(a) => (true, SockAddrBuf::from_std(a)),
+            None => (false, (SockAddrBuf::zeroed(), 0)),
+        };
+        let p = VecIo {
+            bufs: d.bufs.cast_mut(),
+            count: d.count,
+            flags: 0,
+            named,
+            addr_len,
+            addr,
+        };
+        (d.fd, true, p)
+    }
+}
+
+impl FromDesc<op::RecvVec> for VecIo {
+    fn from_desc(d: op::RecvVec) -> (RawFd, bool, Self) {
+        let p = VecIo {
+            bufs: d.bufs,
+            count: d.count,
+            flags: 0,
+            named: d.from,
             addr_len: SockAddrBuf::CAPACITY,
             addr: SockAddrBuf::zeroed(),
         };
@@ -542,6 +589,8 @@ define_iocp_ops! {
     Recv => recv(SockIo) { submit: submit::submit_recv, complete: submit::complete_read },
     SendTo => send_to(DatagramIo) { submit: submit::submit_send_to, complete: submit::complete_bytes },
     RecvFrom => recv_from(DatagramIo) { submit: submit::submit_recv_from, complete: submit::complete_recv_from },
+    SendVec => send_vec(VecIo) { submit: submit::submit_send_vec, complete: submit::complete_bytes },
+    RecvVec => recv_vec(VecIo) { submit: submit::submit_recv_vec, complete: submit::complete_recv_vec },
     Connect => connect(ConnectPayload) { submit: submit::submit_connect, complete: submit::complete_connect },
     Accept => accept(AcceptPayload) { submit: submit::submit_accept, complete: submit::complete_accept },
     Open => open(OpenPayload) { submit: submit::submit_open, complete: submit::complete_open },

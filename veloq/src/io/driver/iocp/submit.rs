@@ -56,7 +56,9 @@ use windows_sys::Win32::System::IO::{OVERLAPPED, OVERLAPPED_0, OVERLAPPED_0_0};
 use super::blocking::BlockingTask;
 use super::error::{error_from_code, last_error, last_wsa_error, read_result};
 use super::ext::Extensions;
-use super::op::{AcceptPayload, DatagramIo, FileIo, IocpOp, OwnedHandle, SockIo, ACCEPT_ADDR_LEN};
+use super::op::{
+    AcceptPayload, DatagramIo, FileIo, IocpOp, OwnedHandle, SockIo, VecIo, ACCEPT_ADDR_LEN,
+};
 use super::sockaddr::{sockaddr_to_std, unspecified_like, SockAddrBuf};
 use crate::io::op::{OpOutput, OpenFlags};
 use crate::sys::RawFd;
@@ -525,6 +527,97 @@ pub(crate) unsafe fn submit_recv_from(op: *mut IocpOp) -> io::Result<SubmissionR
     wsa_started(rc)
 }
 
+/// `WSASend` over the op's `WSABUF` array, or `WSASendTo` for a datagram
+/// to a named peer.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `send_vec`, and its array and the
+/// memory it describes stay valid until the completion (the op's keep).
+pub(crate) unsafe fn submit_send_vec(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `send_vec` is the live variant of a
+    // live op; plain fields are read by value, the address's is taken.
+    let (s, ovl, bufs, count, named, addr, addr_len) = unsafe {
+        let p = payload_ptr!(op, send_vec, VecIo);
+        (
+            socket(op),
+            overlapped(op),
+            (*p).bufs,
+            (*p).count,
+            (*p).named,
+            addr_of!((*p).addr).cast::<SOCKADDR>(),
+            (*p).addr_len,
+        )
+    };
+    // SAFETY: the WSABUF array and the buffers it points at are owned by
+    // the op's keep, alive and unmoved until the completion (Winsock
+    // captures the array at the call anyway); the address and the
+    // OVERLAPPED live in the op, which stays put until then.
+    let rc = unsafe {
+        if named {
+            WSASendTo(
+                s,
+                bufs,
+                count,
+                ptr::null_mut(),
+                0,
+                addr,
+                addr_len,
+                ovl,
+                None,
+            )
+        } else {
+            WSASend(s, bufs, count, ptr::null_mut(), 0, ovl, None)
+        }
+    };
+    wsa_started(rc)
+}
+
+/// `WSARecv` over the op's `WSABUF` array, or `WSARecvFrom` when the
+/// source address is wanted.
+///
+/// # Safety
+///
+/// See the module docs; the payload is `recv_vec`, with its array as for
+/// [`submit_send_vec`].
+pub(crate) unsafe fn submit_recv_vec(op: *mut IocpOp) -> io::Result<SubmissionResult> {
+    // SAFETY: the caller guarantees `recv_vec` is the live variant of a
+    // live op; plain fields are read by value, the others' addresses taken.
+    let (s, ovl, bufs, count, named, flags, addr, addr_len) = unsafe {
+        let p = payload_ptr!(op, recv_vec, VecIo);
+        (
+            socket(op),
+            overlapped(op),
+            (*p).bufs,
+            (*p).count,
+            (*p).named,
+            addr_of_mut!((*p).flags),
+            addr_of_mut!((*p).addr).cast::<SOCKADDR>(),
+            addr_of_mut!((*p).addr_len),
+        )
+    };
+    // SAFETY: as in `submit_send_vec`; `flags`, the address buffer and its
+    // length, which Winsock writes when the data arrives, live in the op.
+    let rc = unsafe {
+        if named {
+            WSARecvFrom(
+                s,
+                bufs,
+                count,
+                ptr::null_mut(),
+                flags,
+                addr,
+                addr_len,
+                ovl,
+                None,
+            )
+        } else {
+            WSARecv(s, bufs, count, ptr::null_mut(), flags, ovl, None)
+        }
+    };
+    wsa_started(rc)
+}
+
 /// Binds `s` to the unspecified address of `addr`'s family unless it is
 /// bound already (`ConnectEx` needs a bound socket).
 fn ensure_bound(s: SOCKET, addr: &std::net::SocketAddr) -> io::Result<()> {
@@ -678,6 +771,24 @@ pub(crate) unsafe fn complete_recv_from(op: &mut IocpOp, res: Result<usize, u32>
     // Read by family over the whole buffer: the length Winsock writes back
     // is not needed to decode an IP address.
     let addr = if res.is_ok() {
+        p.addr.socket_addr(SockAddrBuf::CAPACITY)
+    } else {
+        None
+    };
+    OpOutput { res, addr }
+}
+
+/// Completion of a vectored receive: the bytes (end of stream is `Ok(0)`)
+/// and, for `WSARecvFrom`, the source address.
+///
+/// # Safety
+///
+/// `op` is a `RecvVec` op whose completion arrived.
+pub(crate) unsafe fn complete_recv_vec(op: &mut IocpOp, res: Result<usize, u32>) -> OpOutput {
+    let res = res.or_else(read_result);
+    // SAFETY: `recv_vec` is the live variant; the kernel is done with it.
+    let p = unsafe { &op.payload.recv_vec };
+    let addr = if res.is_ok() && p.named {
         p.addr.socket_addr(SockAddrBuf::CAPACITY)
     } else {
         None

@@ -114,6 +114,91 @@ fn udp_send_to_recv_from() {
     assert_eq!(&buf[..data.len()], data);
 }
 
+/// `SendVec`/`RecvVec`: one `WSASendTo` gathers three `WSABUF`s into one
+/// datagram, one `WSARecvFrom` scatters it over two, each filled before
+/// the next, with the source; a datagram longer than the room is cut to
+/// it (`WSAEMSGSIZE`, reported as the bytes placed).
+#[test]
+fn udp_send_vec_recv_vec_gather_and_scatter() {
+    use windows_sys::Win32::Networking::WinSock::WSABUF;
+    let mut d = driver();
+    let (a, a_addr) = udp(&mut d);
+    let (b, b_addr) = udp(&mut d);
+    let (mut first, mut second) = (vec![0u8; 3], vec![0u8; 32]);
+    let mut recv_bufs = vec![
+        WSABUF {
+            len: 3,
+            buf: first.as_mut_ptr(),
+        },
+        WSABUF {
+            len: 32,
+            buf: second.as_mut_ptr(),
+        },
+    ];
+    let recv = submit(
+        &mut d,
+        op::RecvVec {
+            fd: socket_fd(&b),
+            bufs: recv_bufs.as_mut_ptr(),
+            count: 2,
+            from: true,
+        },
+    )
+    .unwrap();
+    let parts: [&[u8]; 3] = [b"ab", b"cdef", b"ghi"];
+    let send_bufs: Vec<WSABUF> = parts
+        .iter()
+        .map(|p| WSABUF {
+            len: p.len() as u32,
+            buf: p.as_ptr().cast_mut(),
+        })
+        .collect();
+    let send = submit(
+        &mut d,
+        op::SendVec {
+            fd: socket_fd(&a),
+            bufs: send_bufs.as_ptr(),
+            count: 3,
+            addr: Some(b_addr),
+        },
+    )
+    .unwrap();
+    assert_eq!(run(&mut d, send).res.unwrap(), 9);
+    let out = run(&mut d, recv);
+    assert_eq!(out.res.unwrap(), 9);
+    assert_eq!(out.addr, Some(a_addr));
+    assert_eq!(&first, b"abc");
+    assert_eq!(&second[..6], b"defghi");
+
+    // Cut to 3 + 2 bytes of room.
+    recv_bufs[1].len = 2;
+    let recv = submit(
+        &mut d,
+        op::RecvVec {
+            fd: socket_fd(&b),
+            bufs: recv_bufs.as_mut_ptr(),
+            count: 2,
+            from: true,
+        },
+    )
+    .unwrap();
+    let send = submit(
+        &mut d,
+        op::SendVec {
+            fd: socket_fd(&a),
+            bufs: send_bufs.as_ptr(),
+            count: 3,
+            addr: Some(b_addr),
+        },
+    )
+    .unwrap();
+    assert_eq!(run(&mut d, send).res.unwrap(), 9);
+    let out = run(&mut d, recv);
+    assert_eq!(out.res.unwrap(), 5);
+    assert_eq!(out.addr, Some(a_addr));
+    assert_eq!((&first[..], &second[..2]), (&b"abc"[..], &b"de"[..]));
+}
+
 // ---- cancellation -----------------------------------------------------------------
 
 #[test]
