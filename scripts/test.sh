@@ -39,12 +39,12 @@ cargo test --workspace
 command -v curl >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 }
-cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper
+cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper --test https
 cargo test -p veloq --features "$COMPAT_FEATURES" --doc -- compat hyper
 
 step "Linux leg: unit + integration tests on the epoll driver (VELOQ_DRIVER=epoll)"
 VELOQ_DRIVER=epoll cargo test -p veloq --tests
-VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper
+VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper --test https
 
 step "Linux leg: unit + integration tests under AddressSanitizer (io_uring, then epoll)"
 scripts/test-asan.sh
@@ -60,4 +60,4 @@ scripts/test-windows.sh --clippy --features "$COMPAT_FEATURES"
 
 step "Windows leg: cargo test under Wine (IOCP driver)"
 scripts/test-windows.sh
-scripts/test-windows.sh --test compat --test hyper --features "$COMPAT_FEATURES"
+scripts/test-windows.sh --test compat --test hyper --test tls --test https --features "$COMPAT_FEATURES"
