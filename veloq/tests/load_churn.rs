@@ -331,12 +331,21 @@ fn child_churn_client() {
     for cycle in 1..=cycles {
         assert_eq!(command(), "open");
         let streams = rt.block_on(async {
-            let mut streams = Vec::with_capacity(conns);
-            let mut next = 0usize;
-            while next < conns {
-                let batch: Vec<_> = (next..conns.min(next + 256))
-                    .map(|i| {
-                        veloq::spawn(async move {
+            // A window of 256 connections in progress: each slot takes the
+            // next index when its connection is up (so a SYN the kernel
+            // had to resend holds up one slot, not a whole batch).
+            let next = Rc::new(std::cell::Cell::new(0usize));
+            let streams = Rc::new(std::cell::RefCell::new(Vec::with_capacity(conns)));
+            let slots: Vec<_> = (0..256)
+                .map(|_| {
+                    let (next, streams) = (next.clone(), streams.clone());
+                    veloq::spawn(async move {
+                        loop {
+                            let i = next.get();
+                            if i >= conns {
+                                return;
+                            }
+                            next.set(i + 1);
                             let s = TcpStream::connect(addr)
                                 .await
                                 .unwrap_or_else(|e| panic!("connect {i}: {e}"));
@@ -346,15 +355,16 @@ fn child_churn_client() {
                             let (res, back) = s.read_exact(vec![0u8; 8]).await;
                             res.unwrap_or_else(|e| panic!("echo {i}: {e}"));
                             assert_eq!(back, id, "echo of connection {i}");
-                            s
-                        })
+                            streams.borrow_mut().push(s);
+                        }
                     })
-                    .collect();
-                next += batch.len();
-                for t in batch {
-                    streams.push(t.await.unwrap());
-                }
+                })
+                .collect();
+            for slot in slots {
+                slot.await.unwrap();
             }
+            let streams = streams.take();
+            assert_eq!(streams.len(), conns);
             streams
         });
         println!("{TAG} connected {cycle}");
