@@ -42,6 +42,14 @@ fn expect_driver(rt: &Runtime, want: DriverKind) {
     );
 }
 
+/// The error of `r`; panics (naming `what`) if it succeeded.
+fn failure<T>(what: &str, r: io::Result<T>) -> io::Error {
+    match r {
+        Ok(_) => panic!("{what}: succeeded"),
+        Err(e) => e,
+    }
+}
+
 /// Panics unless `e` carries `errno`.
 fn expect_errno(what: &str, e: &io::Error, errno: i32) {
     assert_eq!(
@@ -111,7 +119,7 @@ fn accept_emfile_is_returned_and_the_next_accept_works() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut client = std::net::TcpStream::connect(addr).unwrap();
-        let e = listener.accept().await.expect_err("the injected EMFILE");
+        let e = failure("accept under EMFILE", listener.accept().await);
         expect_errno("accept", &e, libc::EMFILE);
         let (stream, _) = veloq::time::timeout(Duration::from_secs(5), listener.accept())
             .await
@@ -145,23 +153,17 @@ fn epoll_ctl_enospc_fails_the_socket_with_that_error() {
     let addr = std_listener.local_addr().unwrap();
     let before = fd_count();
     rt.block_on(async {
-        let e = TcpListener::bind("127.0.0.1:0")
-            .err()
-            .expect("bind under ENOSPC");
+        let e = failure("bind under ENOSPC", TcpListener::bind("127.0.0.1:0"));
         expect_errno("TcpListener::bind", &e, libc::ENOSPC);
-        let e = TcpStream::connect(addr)
-            .await
-            .err()
-            .expect("connect under ENOSPC");
+        let e = failure("connect under ENOSPC", TcpStream::connect(addr).await);
         expect_errno("TcpStream::connect", &e, libc::ENOSPC);
-        let e = veloq::net::UdpSocket::bind("127.0.0.1:0")
-            .err()
-            .expect("udp bind under ENOSPC");
+        let e = failure(
+            "udp bind under ENOSPC",
+            veloq::net::UdpSocket::bind("127.0.0.1:0"),
+        );
         expect_errno("UdpSocket::bind", &e, libc::ENOSPC);
         let (client, _server) = util::std_tcp_pair();
-        let e = TcpStream::from_std(client)
-            .err()
-            .expect("from_std under ENOSPC");
+        let e = failure("from_std under ENOSPC", TcpStream::from_std(client));
         expect_errno("TcpStream::from_std", &e, libc::ENOSPC);
     });
     // The refused connect's socket and the adopted one are closed (the
@@ -245,20 +247,11 @@ fn openat_eio_reaches_the_caller() {
     expect_driver(&rt, DriverKind::Epoll);
     let start = Instant::now();
     rt.block_on(async {
-        let e = veloq::fs::File::open(EIO_PATH)
-            .await
-            .err()
-            .expect("open under EIO");
+        let e = failure("open under EIO", veloq::fs::File::open(EIO_PATH).await);
         expect_errno("File::open", &e, libc::EIO);
-        let e = veloq::fs::File::create(EIO_PATH)
-            .await
-            .err()
-            .expect("create under EIO");
+        let e = failure("create under EIO", veloq::fs::File::create(EIO_PATH).await);
         expect_errno("File::create", &e, libc::EIO);
-        let e = veloq::fs::read(EIO_PATH)
-            .await
-            .err()
-            .expect("read under EIO");
+        let e = failure("read under EIO", veloq::fs::read(EIO_PATH).await);
         expect_errno("fs::read", &e, libc::EIO);
     });
     assert!(start.elapsed() < Duration::from_secs(10));
