@@ -35,7 +35,7 @@ for driver in "${drivers[@]}"; do
         printf '\n==> %s (%s)\n' "$test" "$driver"
         t0=$SECONDS
         log=$(mktemp)
-        if ! VELOQ_DRIVER=$driver timeout --kill-after=10 420 \
+        if ! VELOQ_DRIVER=$driver timeout --kill-after=10 480 \
             "$bin" --ignored --exact "$test" --nocapture --test-threads=1 >"$log" 2>&1; then
             cat "$log"
             rm -f "$log"

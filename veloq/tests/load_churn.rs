@@ -55,6 +55,16 @@ fn set_nofile(soft: Option<u64>) -> u64 {
     lim.rlim_cur
 }
 
+/// Taken by every test here: the churn tests count the process's
+/// descriptors and RSS, which tests running beside them would disturb.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` alone among this file's tests, failing it after `secs` seconds.
+fn serial<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    util::within(secs, f)
+}
+
 /// Open descriptors of this process.
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -377,20 +387,20 @@ fn child_churn_client() {
 /// 300 connections, three cycles, one worker (the ordinary suite's size).
 #[test]
 fn churn_300_connections_one_worker() {
-    util::within(120, || churn(1, 300, 3));
+    serial(120, || churn(1, 300, 3));
 }
 
 /// 300 connections, three cycles, two workers.
 #[test]
 fn churn_300_connections_two_workers() {
-    util::within(120, || churn(2, 300, 3));
+    serial(120, || churn(2, 300, 3));
 }
 
 /// 18,000 connections, three cycles, one worker (`scripts/test-stress.sh`).
 #[test]
 #[ignore = "heavy: run by scripts/test-stress.sh"]
 fn churn_18000_connections_one_worker() {
-    let c = util::within(300, || churn(1, 18_000, 3));
+    let c = serial(420, || churn(1, 18_000, 3));
     assert_rss_stable(&c);
 }
 
@@ -398,7 +408,7 @@ fn churn_18000_connections_one_worker() {
 #[test]
 #[ignore = "heavy: run by scripts/test-stress.sh"]
 fn churn_18000_connections_two_workers() {
-    let c = util::within(300, || churn(2, 18_000, 3));
+    let c = serial(420, || churn(2, 18_000, 3));
     assert_rss_stable(&c);
 }
 
@@ -411,7 +421,7 @@ fn churn_18000_connections_two_workers() {
 /// early or is lost.
 #[test]
 fn eight_entry_ring_with_1000_echoes_and_10000_timers() {
-    util::within(180, || {
+    serial(180, || {
         let rt = Runtime::builder().entries(8).build().unwrap();
         let t0 = Instant::now();
         rt.block_on(async {
@@ -477,7 +487,7 @@ const MAX_LATE: Duration = Duration::from_millis(50);
 /// 10 ms interval in the server is never more than 50 ms late.
 #[test]
 fn accept_loop_at_64_descriptors_with_200_clients() {
-    util::within(120, || {
+    serial(120, || {
         let mut child = spawn_child("child_accept_server", "accept", &[]);
         let mut out = BufReader::new(child.0.stdout.take().unwrap());
         let addr: SocketAddr = next_line(&mut out)
