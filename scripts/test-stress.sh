@@ -42,7 +42,7 @@ for driver in "${drivers[@]}"; do
             echo "FAILED: $test ($driver); exit 124 means it hung" >&2
             exit 1
         fi
-        grep -E '^(churn|test result)' "$log" || true
+        grep -oE '(churn [0-9]|test result).*' "$log" || true
         rm -f "$log"
         echo "    [$driver, $((SECONDS - t0)) s]"
     done
