@@ -17,6 +17,8 @@
 //! (an accept loop under `RLIMIT_NOFILE` 64).
 #![cfg(target_os = "linux")]
 
+#[path = "util/process.rs"]
+mod process;
 mod util;
 
 use std::io;
@@ -24,14 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use process::fd_count;
 use veloq::net::{TcpListener, TcpStream};
 use veloq::runtime::DriverKind;
 use veloq::Runtime;
-
-/// Open descriptors of this process.
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
 
 /// Panics unless the runtime runs `want` (the script sets `VELOQ_DRIVER`).
 fn expect_driver(rt: &Runtime, want: DriverKind) {

@@ -19,41 +19,22 @@
 //!   interval is never more than 50 ms late.
 #![cfg(target_os = "linux")]
 
+#[path = "util/process.rs"]
+mod process;
 mod util;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use process::{
+    env_usize, fd_count, is_child, next_line, rss_kib, set_nofile, spawn_child, wait_until, TAG,
+};
 use veloq::net::{TcpListener, TcpStream};
 use veloq::Runtime;
-
-/// Set in the child process; holds the child's role.
-const CHILD_ENV: &str = "VELOQ_LOAD_CHILD";
-/// Lines of the child protocol start with this (libtest prints too).
-const TAG: &str = "veloq-load:";
-
-// ---------------------------------------------------------------------------
-// Process helpers.
-
-/// Raises the soft descriptor limit to `soft` (at most the hard limit);
-/// returns the limit now in force.
-fn set_nofile(soft: Option<u64>) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a live local of the type the call fills.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    lim.rlim_cur = soft.map_or(lim.rlim_max, |s| s.min(lim.rlim_max));
-    // SAFETY: as above; the new soft limit is within the hard one.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    lim.rlim_cur
-}
 
 /// Taken by every test here: the churn tests count the process's
 /// descriptors and RSS, which tests running beside them would disturb.
@@ -63,85 +44,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn serial<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     util::within(secs, f)
-}
-
-/// Open descriptors of this process.
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// This process's resident set, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// A child process, killed if still running when dropped (a failed test
-/// leaves no orphan behind).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Re-runs this test binary with only `test` selected, as child `role`.
-fn spawn_child(test: &str, role: &str, env: &[(&str, String)]) -> ChildGuard {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        test,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, role)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    ChildGuard(cmd.spawn().unwrap())
-}
-
-/// The next protocol line from the child (without the tag); panics if the
-/// child ends first.
-fn next_line(out: &mut BufReader<ChildStdout>) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "the child ended early");
-        // libtest's "test NAME ... " may precede the first line.
-        if let Some(at) = line.find(TAG) {
-            return line[at + TAG.len()..].trim().to_string();
-        }
-    }
-}
-
-/// Whether this process is the child `role` (else the child test returns
-/// at once: run directly with `--ignored`, it has nothing to do).
-fn is_child(role: &str) -> bool {
-    std::env::var(CHILD_ENV).as_deref() == Ok(role)
-}
-
-fn env_usize(name: &str) -> usize {
-    std::env::var(name).unwrap().parse().unwrap()
-}
-
-/// Blocks (polling) until `done()` holds, for up to `limit`.
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -527,7 +429,8 @@ fn accept_loop_at_64_descriptors_with_200_clients() {
 
 /// The server half of [`accept_loop_at_64_descriptors_with_200_clients`]:
 /// at `RLIMIT_NOFILE` 64, accepts 200 connections (retrying 1 ms after
-/// each `EMFILE`), echoes 8 bytes on each and holds it 20 ms before closing,
+/// each `EMFILE`), echoes 8 bytes on each (the first ones only once the
+/// limit was met) and holds it 20 ms before closing,
 /// while a 10 ms interval measures how late its ticks come.
 #[test]
 #[ignore = "the server process of accept_loop_at_64_descriptors_with_200_clients"]
@@ -557,16 +460,24 @@ fn child_accept_server() {
         };
         let (mut accepted, mut emfile) = (0usize, 0usize);
         let mut handlers = Vec::new();
+        // Connections are held unanswered (their clients wait for the
+        // echo) until the first EMFILE or the last accept, so the limit is
+        // reached however slowly the clients arrive.
+        let release = Rc::new(std::cell::Cell::new(false));
         while accepted < 200 {
             match listener.accept().await {
                 Ok((s, _)) => {
                     accepted += 1;
-                    if std::env::var_os("VELOQ_LOAD_DEBUG").is_some() {
-                        eprintln!("accepted {accepted}, emfile {emfile}");
+                    if accepted == 200 {
+                        release.set(true);
                     }
+                    let release = release.clone();
                     handlers.push(veloq::spawn(async move {
                         let (res, buf) = s.read_exact(vec![0u8; 8]).await;
                         res.unwrap();
+                        while !release.get() {
+                            veloq::time::sleep(Duration::from_millis(1)).await;
+                        }
                         let (res, _) = s.write_all(buf).await;
                         res.unwrap();
                         veloq::time::sleep(Duration::from_millis(20)).await;
@@ -579,6 +490,7 @@ fn child_accept_server() {
                         "accept error other than EMFILE: {e:?}"
                     );
                     emfile += 1;
+                    release.set(true);
                     // Let handlers run (and close) before trying again.
                     veloq::time::sleep(Duration::from_millis(1)).await;
                 }
