@@ -46,6 +46,12 @@ step "Linux leg: unit + integration tests on the epoll driver (VELOQ_DRIVER=epol
 VELOQ_DRIVER=epoll cargo test -p veloq --tests
 VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper --test https
 
+step "Linux leg: fault injection with strace (transient faults, then hard ones)"
+scripts/test-faults.sh
+
+step "Linux leg: load and churn, 18,000 connections from a child process"
+scripts/test-stress.sh
+
 step "Linux leg: unit + integration tests under AddressSanitizer (io_uring, then epoll)"
 scripts/test-asan.sh
 
