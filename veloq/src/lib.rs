@@ -42,6 +42,7 @@ pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 pub mod io;
+pub(crate) mod loom;
 pub mod net;
 pub mod process;
 pub mod runtime;

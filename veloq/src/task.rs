@@ -1,10 +1,7 @@
 //! Task utilities beyond [`spawn`]: running blocking code
 //! without blocking a worker.
 
-use std::panic::{self, AssertUnwindSafe};
-
 use crate::runtime::blocking;
-use crate::sync::oneshot;
 use crate::JoinHandle;
 
 pub use crate::runtime::{spawn, yield_now, JoinError};
@@ -36,21 +33,12 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (tx, rx) = oneshot::channel();
+    let (job, result) = blocking::hand_off(f);
     // The task first (it panics outside a runtime, before any work runs).
-    let handle = crate::spawn(async move {
-        match rx.await {
-            Ok(Ok(value)) => value,
-            // Re-raised in the task, so the executor turns it into the
-            // handle's `JoinError`.
-            Ok(Err(payload)) => panic::resume_unwind(payload),
-            Err(_) => unreachable!("the blocking job always sends its result"),
-        }
-    });
-    blocking::pool().execute(Box::new(move || {
-        let result = panic::catch_unwind(AssertUnwindSafe(f));
-        // The receiver is gone only if the task was aborted.
-        let _ = tx.send(result);
-    }));
+    // A panic in `f` is re-raised in the task, so the executor turns it
+    // into the handle's `JoinError`; if the task is aborted, the job's
+    // result is dropped on the pool thread.
+    let handle = crate::spawn(result);
+    blocking::pool().execute(job);
     handle
 }

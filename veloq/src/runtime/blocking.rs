@@ -21,13 +21,19 @@
 //!   while `idle > notified`, and otherwise starts a new one (within
 //!   [`MAX_THREADS`]).
 //! - Jobs catch their own panics (the pool's threads never unwind).
+//!
+//! The pool itself uses std's `Mutex` and `Condvar`, not `crate::loom`'s:
+//! it lives in a process-wide `static` and waits with a timeout, neither of
+//! which loom can model. Its result hand-off ([`hand_off`], a `oneshot`)
+//! is model-checked in `blocking/loom_tests.rs`.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use crate::sync::lock;
+use crate::sync::{lock, oneshot};
 
 /// Most pool threads at once (tokio's default).
 pub(crate) const MAX_THREADS: usize = 512;
@@ -137,17 +143,40 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (tx, rx) = crate::sync::oneshot::channel();
-    pool().execute(Box::new(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(result);
-    }));
-    match rx.await {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => unreachable!("a pool job always sends its result"),
-    }
+    let (job, result) = hand_off(f);
+    pool().execute(job);
+    result.await
 }
+
+/// Splits `f` into a pool [`Job`] and a future of its result: the job runs
+/// `f`, catching its panic, and sends the outcome through a `oneshot`
+/// channel; the future resolves to the value or re-raises the panic.
+///
+/// Either side may go first or be dropped on any thread: if the future is
+/// dropped, the job's send fails and the job drops the value itself.
+pub(crate) fn hand_off<F, T>(f: F) -> (Job, impl Future<Output = T> + Send + 'static)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel::<std::thread::Result<T>>();
+    let job: Job = Box::new(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // Fails only if the awaiting side is gone; the outcome drops here.
+        let _ = tx.send(outcome);
+    });
+    let result = async move {
+        match rx.await {
+            Ok(Ok(value)) => value,
+            Ok(Err(payload)) => std::panic::resume_unwind(payload),
+            Err(_) => unreachable!("a pool job always sends its result"),
+        }
+    };
+    (job, result)
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 #[cfg(test)]
 mod tests {

@@ -31,7 +31,6 @@ use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -43,6 +42,7 @@ use super::scheduler::{Scheduler, Shared};
 use super::spawn_on::spawn_on_set;
 use super::workers::{self, Threads, WorkerSet};
 use crate::io::driver::{self, DriverConfig, KeepAlive, OpKey, PlatformDriver};
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
 
 /// Tasks run between two passes through the driver.
 pub(crate) const TASK_BUDGET: usize = 128;

@@ -40,10 +40,13 @@
 //! unparks the driver. `park_end` is a swap too, so a notification
 //! overwritten by it was still acquired before the worker's next look at
 //! its queues.
-
-use std::sync::atomic::{AtomicU8, Ordering};
+//!
+//! `park/loom_tests.rs` checks this under loom (`scripts/test-loom.sh`):
+//! every interleaving of a parking worker with one or two notifiers, with
+//! the work published `Relaxed` so that only the parker can order it.
 
 use crate::io::driver::WakeHandle;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
 
 const RUNNING: u8 = 0;
 const PARKED: u8 = 1;
@@ -98,6 +101,9 @@ impl Parker {
         self.state.swap(RUNNING, Ordering::AcqRel);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 #[cfg(test)]
 mod tests {

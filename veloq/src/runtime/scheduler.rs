@@ -37,23 +37,27 @@
 //! makes later `spawn`s and `inject`s drop their task at once. Between the
 //! two, a task another thread is waking at that very moment may still be
 //! on its way to `remote`; `shutdown` waits for it (by `load`).
+//!
+//! `scheduler/loom_tests.rs` model-checks remote wakes against the
+//! worker's drain and park, and `inject` against shutdown
+//! (`scripts/test-loom.sh`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use async_task::Runnable;
-use crossbeam_queue::SegQueue;
 
 use super::context;
 use super::join::JoinHandle;
 use super::park::Parker;
 use super::task::{self, ActiveGuard, ActiveTasks, LoadGuard};
 use crate::io::driver::WakeHandle;
+use crate::loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use crate::loom::SegQueue;
 
 /// How long `shutdown` waits for tasks another thread is still waking
 /// before it gives up on them (they are then leaked, never dropped on the
@@ -348,3 +352,6 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

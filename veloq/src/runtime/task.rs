@@ -16,12 +16,12 @@ use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use super::context;
 use super::scheduler::Shared;
+use crate::loom::sync::atomic::Ordering;
 
 /// A caught panic's payload.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;

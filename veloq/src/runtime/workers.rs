@@ -24,7 +24,6 @@
 
 use std::io;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 
@@ -33,6 +32,7 @@ use super::executor::Core;
 use super::scheduler::{Scheduler, Shared};
 use super::spawn_on::random;
 use crate::io::driver::{Driver, DriverConfig, PlatformDriver};
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::sys;
 
 /// The workers of one runtime, as every worker and task sees them.

@@ -37,6 +37,8 @@
 
 pub mod mpsc;
 pub mod oneshot;
+#[cfg(all(test, not(loom)))]
+mod test_util;
 
 use std::sync::{Mutex, MutexGuard};
 

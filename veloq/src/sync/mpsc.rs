@@ -10,7 +10,7 @@
 //!   values still queued, then `None`.
 //! - When the [`Receiver`] is dropped (or [`closed`](Receiver::close)),
 //!   sends fail with the value handed back; values still queued are dropped
-//!   with the receiver.
+//!   with the receiver (a closed one still receives them, then `None`).
 //!
 //! # State
 //!
@@ -19,14 +19,17 @@
 //! gone. Every waiting sender is woken when room appears (a sender that was
 //! woken and then dropped cannot swallow the wake); each retries and the
 //! losers wait again.
+//!
+//! Unit tests in `mpsc/tests.rs`; loom models of the cross-thread races
+//! (`scripts/test-loom.sh`) in `mpsc/loom_tests.rs`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::lock;
+use crate::loom::lock;
+use crate::loom::sync::{Arc, Mutex};
 
 /// Creates a channel that holds at most `capacity` values.
 ///
@@ -104,7 +107,8 @@ pub enum TrySendError<T> {
 pub enum TryRecvError {
     /// No value is queued, and a sender remains.
     Empty,
-    /// No value is queued, and every sender is gone.
+    /// No value is queued, and none can arrive: every sender is gone, or
+    /// the receiver was [closed](Receiver::close).
     Disconnected,
 }
 
@@ -198,8 +202,8 @@ impl<T> Drop for Sender<T> {
 }
 
 impl<T> Receiver<T> {
-    /// Receives the next value; `None` once every sender is gone and the
-    /// queue is empty.
+    /// Receives the next value; `None` once the queue is empty and every
+    /// sender is gone (or the receiver was [closed](Receiver::close)).
     pub async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -218,13 +222,14 @@ impl<T> Receiver<T> {
     /// # Errors
     ///
     /// [`TryRecvError::Empty`], or [`TryRecvError::Disconnected`] once
-    /// every sender is gone and the queue is empty.
+    /// the queue is empty and every sender is gone (or the receiver was
+    /// closed).
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         self.pop(None)
     }
 
     /// Closes the channel for senders: their sends fail from now on; values
-    /// already queued can still be received.
+    /// already queued can still be received, then `recv` returns `None`.
     pub fn close(&mut self) {
         let wakers = {
             let mut st = lock(&self.chan.state);
@@ -249,7 +254,9 @@ impl<T> Receiver<T> {
             let mut st = lock(&self.chan.state);
             match st.queue.pop_front() {
                 Some(v) => (v, std::mem::take(&mut st.tx_wakers)),
-                None if st.senders == 0 => return Err(TryRecvError::Disconnected),
+                // Closed: no value can arrive any more, even while senders
+                // live (waiting would never end).
+                None if st.senders == 0 || st.rx_closed => return Err(TryRecvError::Disconnected),
                 None => {
                     if let Some(cx) = cx {
                         match &mut st.rx_waker {
@@ -342,3 +349,9 @@ impl fmt::Display for TryRecvError {
 }
 
 impl std::error::Error for TryRecvError {}
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+#[cfg(all(test, not(loom)))]
+mod tests;

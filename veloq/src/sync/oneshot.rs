@@ -11,14 +11,17 @@
 //!
 //! Both wakers (the receiver's, waiting for the value; the sender's,
 //! waiting in [`Sender::closed`]) sit in the one `Mutex` with the value.
+//!
+//! Unit tests in `oneshot/tests.rs`; loom models of the cross-thread races
+//! (`scripts/test-loom.sh`) in `oneshot/loom_tests.rs`.
 
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::lock;
+use crate::loom::lock;
+use crate::loom::sync::{Arc, Mutex};
 
 /// Creates a one-value channel.
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
@@ -213,3 +216,9 @@ impl fmt::Display for TryRecvError {
 }
 
 impl std::error::Error for TryRecvError {}
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+#[cfg(all(test, not(loom)))]
+mod tests;

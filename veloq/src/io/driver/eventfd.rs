@@ -24,7 +24,8 @@
 //! would ever write again. The clearing swap is a read-modify-write, so it
 //! synchronises with every `unpark` that found `pending` set: what that
 //! thread published before calling `unpark` is visible to the driver once
-//! it has consumed the wake.
+//! it has consumed the wake. `eventfd/loom_tests.rs` checks both claims
+//! under loom (`scripts/test-loom.sh`).
 //!
 //! io_uring's eventfd is blocking (its `READ` of a non-blocking file would
 //! complete with `EAGAIN` instead of waiting); epoll's is non-blocking (its
@@ -33,15 +34,18 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::Unpark;
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
+use crate::loom::KernelObject;
 
 /// The shared half of the wake mechanism (handed out as `WakeHandle`).
 pub(crate) struct EventFdWaker {
     fd: OwnedFd,
     pending: AtomicBool,
+    /// The counter, as the loom models see it (nothing in a normal build).
+    kernel: KernelObject,
 }
 
 impl EventFdWaker {
@@ -62,6 +66,7 @@ impl EventFdWaker {
             // owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             pending: AtomicBool::new(false),
+            kernel: KernelObject::new(),
         }))
     }
 
@@ -81,6 +86,7 @@ impl EventFdWaker {
     pub(crate) fn drain(&self) {
         let mut counter: u64 = 0;
         loop {
+            self.kernel.call();
             // SAFETY: reads 8 bytes into a live local from a descriptor this
             // struct owns.
             let n =
@@ -102,6 +108,7 @@ impl EventFdWaker {
     fn write(&self) {
         let one: u64 = 1;
         loop {
+            self.kernel.call();
             // SAFETY: writes 8 bytes from a live local to a descriptor this
             // struct owns.
             let n = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
@@ -119,6 +126,9 @@ impl Unpark for EventFdWaker {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 #[cfg(test)]
 mod tests {
