@@ -46,6 +46,9 @@ step "Linux leg: unit + integration tests on the epoll driver (VELOQ_DRIVER=epol
 VELOQ_DRIVER=epoll cargo test -p veloq --tests
 VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper --test https
 
+step "Linux leg: loom models of the cross-thread state machines (--cfg loom)"
+scripts/test-loom.sh
+
 step "Linux leg: fault injection with strace (transient faults, then hard ones)"
 scripts/test-faults.sh
 
