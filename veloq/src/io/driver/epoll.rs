@@ -537,6 +537,7 @@ impl Driver for EpollDriver {
             completions: self.completions,
             wait_calls: self.wait_calls,
             in_flight: self.in_flight,
+            stale_completions: self.registry.stale_completions(),
         }
     }
 }
