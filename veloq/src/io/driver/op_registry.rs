@@ -364,7 +364,11 @@ mod tests {
         assert_eq!(old.index, new.index, "slot should be reused");
         assert_ne!(old, new);
         assert!(!reg.complete(old, out(1)), "stale key must be ignored");
-        assert_eq!(reg.stale_completions(), 1, "the stale completion is counted");
+        assert_eq!(
+            reg.stale_completions(),
+            1,
+            "the stale completion is counted"
+        );
         assert!(reg.get_mut(new).unwrap().output.is_none());
         assert!(reg.complete(new, out(2)));
         assert!(!reg.complete(new, out(3)) || reg.get_mut(new).is_some());
@@ -401,7 +405,11 @@ mod tests {
         assert!(reg.complete(key, out(0)));
         assert_eq!(std::rc::Rc::strong_count(&buf), 1, "freed exactly once");
         assert!(reg.is_empty());
-        assert_eq!(reg.stale_completions(), 0, "a cancelled op's completion is not stale");
+        assert_eq!(
+            reg.stale_completions(),
+            0,
+            "a cancelled op's completion is not stale"
+        );
     }
 
     #[test]
