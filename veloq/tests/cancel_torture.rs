@@ -40,6 +40,26 @@ async fn join<T>(t: std::thread::JoinHandle<T>, what: &str) -> T {
     t.join().unwrap()
 }
 
+/// A peer's rhythm: busy for 20 ms, then idle for 10 ms, so that the ops
+/// under test both find their data (or room) at once and wait for it,
+/// however fast the peer is (under Wine a busy peer would never let an op
+/// wait, so none could be cancelled in the kernel).
+struct Duty(Instant);
+
+impl Duty {
+    fn new() -> Duty {
+        Duty(Instant::now())
+    }
+
+    /// Sleeps 10 ms once every 20 ms of work.
+    fn pause_now_and_then(&mut self) {
+        if self.0.elapsed() >= Duration::from_millis(20) {
+            std::thread::sleep(Duration::from_millis(10));
+            self.0 = Instant::now();
+        }
+    }
+}
+
 /// Checks `bytes` against the `stream_byte` pattern from `*off`, advancing it.
 fn check_stream(bytes: &[u8], off: &mut u64) {
     for &b in bytes {
@@ -74,8 +94,9 @@ async fn recv_body(mut cx: Ctx) -> Tally {
         let mut rng = Rng::new(cx.rng.below(u64::MAX));
         std::thread::spawn(move || {
             use std::io::Write;
-            let (mut off, mut buf) = (0u64, Vec::new());
+            let (mut off, mut buf, mut duty) = (0u64, Vec::new(), Duty::new());
             while !stop.load(Ordering::SeqCst) {
+                duty.pause_now_and_then();
                 let n = 1 + rng.below(3000);
                 buf.clear();
                 buf.extend((off..off + n).map(stream_byte));
@@ -170,8 +191,9 @@ async fn send_body(mut cx: Ctx) -> Tally {
         let mut rng = Rng::new(cx.rng.below(u64::MAX));
         std::thread::spawn(move || {
             use std::io::Read;
-            let (mut got, mut buf) = (Vec::new(), vec![0u8; 8192]);
+            let (mut got, mut buf, mut duty) = (Vec::new(), vec![0u8; 8192], Duty::new());
             loop {
+                duty.pause_now_and_then();
                 match peer.read(&mut buf).unwrap() {
                     0 => return got,
                     n => got.extend_from_slice(&buf[..n]),
