@@ -291,8 +291,8 @@ fn check_sent(got: &[u8], sent: &[Sent]) {
     }
     assert!(
         at.contains(&segs.len()),
-        "{} bytes received after the last write's (segments {at:?} of {})",
-        got.len(),
+        "bytes received after the last write's (segments {at:?} of {}): bytes were lost, \
+         reordered or sent by a write that never ran",
         segs.len()
     );
 }
@@ -855,4 +855,91 @@ async fn sleep_body(mut cx: Ctx) -> Tally {
         "a 20 ms sleep took {took:?}"
     );
     tally
+}
+
+// ---------------------------------------------------------------------------
+// The checks themselves can fail
+
+/// The bytes `check_sent` expects from writes `j` that sent `n` bytes each.
+fn sent_bytes(writes: &[(u64, usize)]) -> Vec<u8> {
+    writes
+        .iter()
+        .flat_map(|&(j, n)| (0..n as u64).map(move |i| send_byte(j, i)))
+        .collect()
+}
+
+#[test]
+fn check_sent_accepts_prefixes_of_cancelled_writes() {
+    let got = sent_bytes(&[(0, 10), (1, 1), (3, 4)]);
+    check_sent(
+        &got,
+        &[
+            Sent::Done(10),
+            Sent::Cancelled(20),
+            Sent::Cancelled(9),
+            Sent::Done(4),
+        ],
+    );
+}
+
+#[test]
+#[should_panic(expected = "reordered or sent by a write that never ran")]
+fn check_sent_catches_a_lost_byte() {
+    let mut got = sent_bytes(&[(0, 10), (1, 10)]);
+    got.remove(14);
+    check_sent(&got, &[Sent::Done(10), Sent::Done(10)]);
+}
+
+#[test]
+#[should_panic(expected = "reordered or sent by a write that never ran")]
+fn check_sent_catches_a_cancelled_write_landing_after_a_later_one() {
+    let got = sent_bytes(&[(0, 10), (2, 5), (1, 3)]);
+    check_sent(&got, &[Sent::Done(10), Sent::Cancelled(8), Sent::Done(5)]);
+}
+
+#[test]
+#[should_panic(expected = "reordered or sent by a write that never ran")]
+fn check_sent_catches_bytes_of_a_never_polled_write() {
+    let got = sent_bytes(&[(0, 10), (1, 3)]);
+    check_sent(&got, &[Sent::Done(10), Sent::Never]);
+}
+
+/// A guarded buffer really refuses late kernel writes (Unix).
+#[cfg(unix)]
+mod guard {
+    use super::util::guarded_buf::GuardPool;
+    use veloq::buf::IoBufMut;
+
+    #[test]
+    fn a_kernel_write_into_a_dropped_guarded_buffer_fails_with_efault() {
+        let pool = GuardPool::new(4);
+        let mut buf = pool.buf(64);
+        let ptr = buf.stable_mut_ptr();
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let kernel_write = |ptr: *mut u8| {
+            // SAFETY: a one-byte write from a live static into the pipe,
+            // then a one-byte read by the kernel into `ptr`: if `ptr`'s
+            // page is inaccessible the kernel reports EFAULT, it does not
+            // fault this process.
+            unsafe {
+                assert_eq!(libc::write(fds[1], b"x".as_ptr().cast(), 1), 1);
+                libc::read(fds[0], ptr.cast(), 1)
+            }
+        };
+        assert_eq!(kernel_write(ptr), 1, "a live buffer takes the write");
+        drop(buf);
+        assert_eq!(kernel_write(ptr), -1, "a dropped buffer refuses it");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EFAULT)
+        );
+        // SAFETY: closes the two descriptors pipe(2) made, once.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        pool.assert_each_dropped_once("guard");
+    }
 }
