@@ -942,4 +942,23 @@ mod guard {
         }
         pool.assert_each_dropped_once("guard");
     }
+
+    #[test]
+    fn an_op_on_released_memory_is_counted_as_a_fault_completion() {
+        use std::io::Write;
+        let pool = GuardPool::new(4);
+        let (client, mut peer) = super::std_tcp_pair();
+        peer.write_all(b"hello").unwrap();
+        veloq::block_on(async {
+            let client = veloq::net::TcpStream::from_std(client).unwrap();
+            let before = veloq::runtime::driver_stats();
+            let (res, _buf) = client.read(pool.retired_buf(64)).await;
+            let err = res.expect_err("a read into inaccessible memory");
+            assert_eq!(err.raw_os_error(), Some(libc::EFAULT), "{err}");
+            let after = veloq::runtime::driver_stats();
+            assert_eq!(after.fault_completions - before.fault_completions, 1);
+            assert_eq!(after.stale_completions, before.stale_completions);
+        });
+        pool.assert_each_dropped_once("fault");
+    }
 }

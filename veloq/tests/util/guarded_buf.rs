@@ -103,6 +103,15 @@ impl GuardPool {
         buf
     }
 
+    /// A buffer whose pages are already retired, as a dropped buffer's
+    /// are (inaccessible on Unix): stands in for memory a runtime released
+    /// too early, to check that the kernel's access is caught.
+    pub fn retired_buf(&self, cap: usize) -> GuardBuf {
+        let buf = self.buf(cap);
+        sys::retire(buf.ptr, buf.pages * self.inner.page);
+        buf
+    }
+
     /// Buffers made so far.
     pub fn made(&self) -> usize {
         self.inner.made.load(Ordering::SeqCst)

@@ -153,7 +153,9 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Waits (driving the runtime) until the driver has no op in flight, then
-/// checks that no completion ever arrived for an op it had already freed.
+/// checks that no completion ever arrived for an op it had already freed,
+/// and that no op failed on memory it could not reach (a guarded buffer
+/// dropped while its op still ran).
 pub async fn settle(name: &str) {
     let idle = super::eventually(
         || veloq::runtime::driver_stats().in_flight == 0,
@@ -165,6 +167,10 @@ pub async fn settle(name: &str) {
     assert_eq!(
         stats.stale_completions, 0,
         "{name}: completions arrived for ops whose memory was already released"
+    );
+    assert_eq!(
+        stats.fault_completions, 0,
+        "{name}: ops failed with EFAULT: the kernel reached a buffer after it was dropped"
     );
 }
 

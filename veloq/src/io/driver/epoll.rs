@@ -538,6 +538,7 @@ impl Driver for EpollDriver {
             wait_calls: self.wait_calls,
             in_flight: self.in_flight,
             stale_completions: self.registry.stale_completions(),
+            fault_completions: self.registry.fault_completions(),
         }
     }
 }

@@ -723,6 +723,7 @@ impl Driver for IocpDriver {
     fn stats(&self) -> DriverStats {
         DriverStats {
             stale_completions: self.ops.stale_completions(),
+            fault_completions: self.ops.fault_completions(),
             ..self.stats
         }
     }
