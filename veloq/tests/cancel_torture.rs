@@ -307,12 +307,13 @@ async fn connect_body(mut cx: Ctx) -> Tally {
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
     // The peer accepts every connection and, 64 connections later, resets
     // it (no TIME_WAIT; late enough that the connect has long resolved).
     let acceptor = {
-        let stop = stop.clone();
+        let (stop, accepted) = (stop.clone(), accepted.clone());
         std::thread::spawn(move || {
-            let (mut n, mut open) = (0u64, std::collections::VecDeque::new());
+            let mut open = std::collections::VecDeque::new();
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
@@ -321,12 +322,11 @@ async fn connect_body(mut cx: Ctx) -> Tally {
                         if open.len() > 64 {
                             open.pop_front();
                         }
-                        n += 1;
+                        accepted.fetch_add(1, Ordering::SeqCst);
                     }
                     Err(_) => std::thread::sleep(Duration::from_micros(100)),
                 }
             }
-            n
         })
     };
     let mut tally = Tally::default();
@@ -338,11 +338,20 @@ async fn connect_body(mut cx: Ctx) -> Tally {
             panic!("connect {i} failed: {e}");
         }
     }
+    // Every connect that resolved reached the peer (cancelled ones may
+    // have too).
+    let all = eventually(
+        || accepted.load(Ordering::SeqCst) >= tally.completed,
+        Duration::from_secs(10),
+    )
+    .await;
     stop.store(true, Ordering::SeqCst);
-    let accepted = join(acceptor, "tcp connect").await;
+    join(acceptor, "tcp connect").await;
     assert!(
-        accepted as usize >= tally.completed,
-        "every connect was accepted"
+        all,
+        "{} connects resolved, {} connections accepted",
+        tally.completed,
+        accepted.load(Ordering::SeqCst)
     );
     tally
 }
