@@ -913,7 +913,9 @@ fn check_sent_catches_bytes_of_a_never_polled_write() {
     check_sent(&got, &[Sent::Done(10), Sent::Never]);
 }
 
-/// A guarded buffer really refuses late kernel writes (Unix).
+/// A guarded buffer really refuses late kernel writes (Unix). These tests
+/// hold the torture lock: their descriptors would upset a torture run's
+/// count.
 #[cfg(unix)]
 mod guard {
     use super::util::guarded_buf::GuardPool;
@@ -921,6 +923,7 @@ mod guard {
 
     #[test]
     fn a_kernel_write_into_a_dropped_guarded_buffer_fails_with_efault() {
+        let _serial = super::util::torture::serial();
         let pool = GuardPool::new(4);
         let mut buf = pool.buf(64);
         let ptr = buf.stable_mut_ptr();
@@ -955,6 +958,7 @@ mod guard {
     #[test]
     fn an_op_on_released_memory_is_counted_as_a_fault_completion() {
         use std::io::Write;
+        let _serial = super::util::torture::serial();
         let pool = GuardPool::new(4);
         let (client, mut peer) = super::std_tcp_pair();
         peer.write_all(b"hello").unwrap();

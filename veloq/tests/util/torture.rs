@@ -146,8 +146,9 @@ pub fn open_fds() -> Option<Vec<String>> {
     None
 }
 
-/// Serialises the torture runs of one test binary.
-fn serial() -> MutexGuard<'static, ()> {
+/// Serialises the torture runs of one test binary; every other test in a
+/// binary that runs tortures must hold it too while it opens descriptors.
+pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
