@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod guarded_buf;
+pub mod stream_check;
 pub mod torture;
 
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::guarded_buf::GuardPool;
-use super::{poll_once, within, Rng};
+use super::{eventually, poll_once, within, Rng};
 
 /// Iterations per op kind: `VELOQ_TORTURE_ITERS`, else 10,000 (1,000 under
 /// Windows, where Wine runs every op through several threads).
@@ -238,4 +238,32 @@ where
         "{name}: no future was cancelled: {tally:?}"
     );
     tally
+}
+
+/// Waits, driving the runtime, until the std thread `t` has returned.
+pub async fn join<T>(t: std::thread::JoinHandle<T>, what: &str) -> T {
+    let done = eventually(|| t.is_finished(), Duration::from_secs(30)).await;
+    assert!(done, "{what}: the peer thread did not finish");
+    t.join().unwrap()
+}
+
+/// A peer's rhythm: busy for 20 ms, then idle for 10 ms, so that the ops
+/// under test both find their data (or room) at once and wait for it,
+/// however fast the peer is (under Wine a busy peer would never let an op
+/// wait, so none could be cancelled in the kernel).
+pub struct Duty(Instant);
+
+impl Duty {
+    /// A rhythm whose busy stretch starts now.
+    pub fn start() -> Duty {
+        Duty(Instant::now())
+    }
+
+    /// Sleeps 10 ms once every 20 ms of work.
+    pub fn pause_now_and_then(&mut self) {
+        if self.0.elapsed() >= Duration::from_millis(20) {
+            std::thread::sleep(Duration::from_millis(10));
+            self.0 = Instant::now();
+        }
+    }
 }
