@@ -152,6 +152,18 @@ pub struct DriverStats {
     pub wait_calls: u64,
     /// Ops submitted and not yet completed.
     pub in_flight: usize,
+    /// Completions that arrived for an op the driver had already freed
+    /// (a stale key): the kernel finished with memory (a buffer, a
+    /// cancelled op's keep-alive) after the runtime let it go. Ignored,
+    /// never applied to a reused slot, and 0 in a sound run; the
+    /// cancellation torture tests assert it stays 0.
+    pub stale_completions: u64,
+    /// Ops that completed with an error saying the kernel could not reach
+    /// their memory (`EFAULT`; `WSAEFAULT` or `ERROR_NOACCESS` on Windows).
+    /// Safe code cannot give the kernel a bad address, so with buffers that
+    /// become inaccessible when dropped (the torture tests' guarded
+    /// buffers) this counts buffers released while their op still ran.
+    pub fault_completions: u64,
 }
 
 /// Wakes a driver blocked in `wait` from any thread.

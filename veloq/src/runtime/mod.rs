@@ -154,7 +154,7 @@ impl Future for YieldNow {
 }
 
 /// The current runtime's driver counters (completions, waits, ops in
-/// flight).
+/// flight, stale and faulted completions).
 ///
 /// # Panics
 ///

@@ -3,6 +3,10 @@
 //! type that counts its drops.
 #![allow(dead_code)]
 
+pub mod guarded_buf;
+pub mod stream_check;
+pub mod torture;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

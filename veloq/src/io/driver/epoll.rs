@@ -554,6 +554,8 @@ impl Driver for EpollDriver {
             completions: self.completions,
             wait_calls: self.wait_calls,
             in_flight: self.in_flight,
+            stale_completions: self.registry.stale_completions(),
+            fault_completions: self.registry.fault_completions(),
         }
     }
 }

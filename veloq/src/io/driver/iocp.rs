@@ -317,9 +317,13 @@ impl IocpDriver {
             return;
         };
         let Some(op) = self.ops.get_mut(key).and_then(|s| s.op.as_ref()) else {
-            return; // Stale: never reaches a reused slot.
+            // Stale: never reaches a reused slot, but counted (a packet
+            // for an op whose memory was already let go).
+            self.ops.note_stale();
+            return;
         };
         if !ptr::eq(op.as_ptr().cast::<OverlappedEntry>(), header) || op.state() != expected {
+            self.ops.note_stale();
             return;
         }
         let op = op.as_ptr();
@@ -717,7 +721,11 @@ impl Driver for IocpDriver {
     }
 
     fn stats(&self) -> DriverStats {
-        self.stats
+        DriverStats {
+            stale_completions: self.ops.stale_completions(),
+            fault_completions: self.ops.fault_completions(),
+            ..self.stats
+        }
     }
 }
 

@@ -17,7 +17,19 @@
 //! A slot's generation (kept by the slab next to the slot) is bumped each
 //! time the slot is freed, so a stale or duplicated completion carries an
 //! old generation and is ignored: it can never complete whichever op
-//! reuses the slot.
+//! reuses the slot. Such a completion is counted
+//! ([`OpRegistry::stale_completions`]): every slot is freed only by its
+//! op's final completion (or, for an op that never reached the kernel, by
+//! the driver before submission), so a completion for a freed slot means
+//! the op's memory (its buffer, its keep-alive) was released while the
+//! kernel still held it. The torture tests assert the count stays 0.
+//!
+//! Completions whose error says the kernel could not reach the op's memory
+//! (`EFAULT`; `WSAEFAULT` / `ERROR_NOACCESS` on Windows) are counted too
+//! ([`OpRegistry::fault_completions`]): safe code cannot hand the kernel a
+//! bad address, so with test buffers that become inaccessible when dropped
+//! (never reused) such a completion means a buffer was released while its
+//! op still ran.
 //!
 //! Slots are built in place by `reserve` and dropped in place when freed;
 //! a completed op's output is taken out on its own. The ~300-byte slot
@@ -124,6 +136,10 @@ pub(crate) enum CancelAction {
 /// In-flight ops by key; see the module docs.
 pub(crate) struct OpRegistry<T> {
     slots: StableSlab<OpSlot<T>>,
+    /// Completions that found no live op (see the module docs).
+    stale: u64,
+    /// Completions that failed on inaccessible memory (see the module docs).
+    faults: u64,
 }
 
 impl<T> OpRegistry<T> {
@@ -131,6 +147,8 @@ impl<T> OpRegistry<T> {
     pub(crate) fn new() -> Self {
         OpRegistry {
             slots: StableSlab::new(),
+            stale: 0,
+            faults: 0,
         }
     }
 
@@ -180,9 +198,12 @@ impl<T> OpRegistry<T> {
     /// op and keep-alive dropped); otherwise the output is stored and the
     /// waiting task woken. Returns `false` for a stale key.
     pub(crate) fn complete(&mut self, key: OpKey, output: OpOutput) -> bool {
-        let Some(slot) = self.get_mut(key) else {
+        // Borrows only `self.slots`, so the counters stay reachable.
+        let Some(slot) = self.slots.get_mut(key.index as usize, key.generation) else {
+            self.stale += 1;
             return false;
         };
+        self.faults += is_fault(&output) as u64;
         if slot.cancelled {
             self.finish_cancelled(key, output);
             return true;
@@ -217,13 +238,17 @@ impl<T> OpRegistry<T> {
         key: OpKey,
         output: impl FnOnce(&T, bool) -> OpOutput,
     ) -> bool {
-        let Some(slot) = self.get_mut(key) else {
+        let Some(slot) = self.slots.get_mut(key.index as usize, key.generation) else {
+            self.stale += 1;
             return false;
         };
         let Some(op) = slot.op.as_ref() else {
+            self.stale += 1;
             return false;
         };
         let output = output(op, slot.cancelled);
+        // `slot` borrows only `self.slots`.
+        self.faults += is_fault(&output) as u64;
         if slot.cancelled {
             self.finish_cancelled(key, output);
             return true;
@@ -276,6 +301,27 @@ impl<T> OpRegistry<T> {
         CancelAction::CancelInKernel
     }
 
+    /// Records a completion the driver found no live op for, where the
+    /// driver looks the op up itself (IOCP) instead of calling
+    /// [`complete`](Self::complete).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn note_stale(&mut self) {
+        self.stale += 1;
+    }
+
+    /// Completions so far that arrived for a key whose slot was already
+    /// freed or held no op: each is a kernel completion for memory the
+    /// driver had already let go (see the module docs). 0 in a sound run.
+    pub(crate) fn stale_completions(&self) -> u64 {
+        self.stale
+    }
+
+    /// Completions so far that failed because the kernel could not reach
+    /// the op's memory (see the module docs). 0 in a sound run.
+    pub(crate) fn fault_completions(&self) -> u64 {
+        self.faults
+    }
+
     /// Whether the op behind `key` was cancelled by its future's drop.
     #[cfg_attr(windows, allow(dead_code))] // the IOCP driver tracks this itself
     pub(crate) fn is_cancelled(&mut self, key: OpKey) -> bool {
@@ -292,6 +338,24 @@ impl<T> OpRegistry<T> {
             })
             .collect()
     }
+}
+
+/// Whether `out` failed because the kernel could not reach the op's
+/// memory.
+#[cfg(unix)]
+#[inline]
+fn is_fault(out: &OpOutput) -> bool {
+    matches!(&out.res, Err(e) if e.raw_os_error() == Some(libc::EFAULT))
+}
+
+/// Whether `out` failed because the kernel could not reach the op's
+/// memory (`ERROR_NOACCESS`, `WSAEFAULT`).
+#[cfg(windows)]
+#[inline]
+fn is_fault(out: &OpOutput) -> bool {
+    const ERROR_NOACCESS: i32 = 998;
+    const WSAEFAULT: i32 = 10014;
+    matches!(&out.res, Err(e) if matches!(e.raw_os_error(), Some(ERROR_NOACCESS | WSAEFAULT)))
 }
 
 impl<T> Default for OpRegistry<T> {
@@ -338,6 +402,11 @@ mod tests {
         assert_eq!(old.index, new.index, "slot should be reused");
         assert_ne!(old, new);
         assert!(!reg.complete(old, out(1)), "stale key must be ignored");
+        assert_eq!(
+            reg.stale_completions(),
+            1,
+            "the stale completion is counted"
+        );
         assert!(reg.get_mut(new).unwrap().output.is_none());
         assert!(reg.complete(new, out(2)));
         assert!(!reg.complete(new, out(3)) || reg.get_mut(new).is_some());
@@ -358,7 +427,9 @@ mod tests {
             Poll::Pending => panic!("completed op must be ready"),
         }
         assert!(reg.is_empty());
+        assert_eq!(reg.stale_completions(), 0);
         assert!(!reg.complete(key, out(6)));
+        assert_eq!(reg.stale_completions(), 1, "the duplicate is counted");
     }
 
     #[test]
@@ -372,6 +443,11 @@ mod tests {
         assert!(reg.complete(key, out(0)));
         assert_eq!(std::rc::Rc::strong_count(&buf), 1, "freed exactly once");
         assert!(reg.is_empty());
+        assert_eq!(
+            reg.stale_completions(),
+            0,
+            "a cancelled op's completion is not stale"
+        );
     }
 
     #[test]
@@ -427,6 +503,25 @@ mod tests {
         assert_eq!(std::rc::Rc::strong_count(&buf), 1, "keep-alive dropped");
         assert!(reg.is_empty());
         assert!(reg.get_mut(key).is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn completions_on_unreachable_memory_are_counted() {
+        let mut reg: OpRegistry<u32> = OpRegistry::new();
+        let fault = || OpOutput {
+            res: Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
+            addr: None,
+        };
+        let a = reg.reserve();
+        assert!(reg.complete(a, out(1)));
+        let b = reg.reserve();
+        assert!(reg.complete(b, fault()));
+        let c = reg.reserve();
+        reg.get_mut(c).unwrap().op = Some(0);
+        assert!(reg.complete_with(c, |_, _| fault()));
+        assert_eq!(reg.fault_completions(), 2);
+        assert_eq!(reg.stale_completions(), 0);
     }
 
     #[test]

@@ -757,6 +757,8 @@ impl Driver for UringDriver {
             completions: self.completions,
             wait_calls: self.wait_calls,
             in_flight: self.in_flight,
+            stale_completions: self.registry.stale_completions(),
+            fault_completions: self.registry.fault_completions(),
         }
     }
 }
