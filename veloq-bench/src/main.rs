@@ -34,10 +34,11 @@ mod client;
 #[cfg(target_os = "linux")]
 mod echo;
 #[cfg(target_os = "linux")]
+mod http;
+#[cfg(target_os = "linux")]
 mod raw_epoll;
 #[cfg(target_os = "linux")]
 mod raw_uring;
-mod http;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
