@@ -86,12 +86,15 @@ pub(crate) use imp::{sync, thread, SegQueue};
 /// that loom sees the calls as conflicting accesses to one object and
 /// explores their orders (it cannot see the kernel, and would otherwise
 /// treat a read and a racing write as independent). The read-modify-write
-/// is `AcqRel`, like the kernel's lock around the object.
+/// is `AcqRel`, like the kernel's lock around the object. Linux only: the
+/// eventfd waker is its one user.
+#[cfg(target_os = "linux")]
 pub(crate) struct KernelObject {
     #[cfg(loom)]
     calls: sync::atomic::AtomicUsize,
 }
 
+#[cfg(target_os = "linux")]
 impl KernelObject {
     /// A new object.
     pub(crate) fn new() -> Self {
