@@ -194,6 +194,7 @@ impl Driver for LinuxDriver {
         LinuxDriver::start(config)
     }
 
+    #[inline]
     fn reserve(&mut self) -> io::Result<OpKey> {
         dispatch!(self, d => d.reserve())
     }
@@ -206,6 +207,7 @@ impl Driver for LinuxDriver {
         }
     }
 
+    #[inline]
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
         dispatch!(self, d => d.poll_op(key, cx))
     }

@@ -627,6 +627,7 @@ impl Driver for UringDriver {
         UringDriver::with_level(config, SetupLevel::DeferTaskrun)
     }
 
+    #[inline]
     fn reserve(&mut self) -> io::Result<OpKey> {
         Ok(self.registry.reserve())
     }
@@ -635,6 +636,7 @@ impl Driver for UringDriver {
         self.submit_in_place(key, |slot| *slot = Some(op))
     }
 
+    #[inline]
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
         self.registry.poll(key, cx)
     }
