@@ -286,7 +286,28 @@ impl UringDriver {
     ///
     /// Every pointer in `entry` must stay valid (and the memory it points
     /// at unmoved) until the entry's CQE has been processed.
+    #[inline]
     unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: the caller guarantees the entry's memory outlives the op.
+        if unsafe { self.ring.submission().push(entry) }.is_ok() {
+            // Room in the SQ: the kernel took submissions since any stall.
+            self.push_stalled = false;
+            return Ok(());
+        }
+        // SAFETY: the same entry, under the same guarantee from our caller.
+        unsafe { self.push_full(entry) }
+    }
+
+    /// [`push`](Self::push) when the SQ is full: submits, collects
+    /// completions and backs off as described there. Kept out of line so
+    /// the common push (room in the SQ) has no loop state to set up.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push).
+    #[cold]
+    #[inline(never)]
+    unsafe fn push_full(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         let mut stalled = Duration::ZERO;
         let mut backoff = Duration::from_millis(1);
         loop {
