@@ -120,6 +120,7 @@ impl Core {
     /// # Panics
     ///
     /// If the driver is already in use further up this thread's stack.
+    #[inline]
     pub(crate) fn with_driver<R>(&self, f: impl FnOnce(&mut PlatformDriver) -> R) -> Option<R> {
         let mut driver = self.driver.try_borrow_mut().unwrap_or_else(|_| {
             panic!(

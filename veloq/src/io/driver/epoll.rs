@@ -393,6 +393,7 @@ impl Driver for EpollDriver {
         })
     }
 
+    #[inline]
     fn reserve(&mut self) -> io::Result<OpKey> {
         Ok(self.registry.reserve())
     }
@@ -453,6 +454,7 @@ impl Driver for EpollDriver {
         Ok(())
     }
 
+    #[inline]
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
         self.registry.poll(key, cx)
     }

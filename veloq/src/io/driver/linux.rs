@@ -69,10 +69,17 @@ macro_rules! linux_ops {
         )*
 
         impl LinuxOp {
-            /// The io_uring op for this description.
-            fn into_uring(self) -> UringOp {
+            /// Stores the io_uring op for this description in `slot`, the
+            /// registry slot it runs from. Each arm writes its conversion
+            /// straight into the slot, so the hot ops (inlined, a few
+            /// fields) are built in place instead of on the stack and then
+            /// copied (~220 bytes, the size of the largest op).
+            #[inline]
+            fn into_uring_at(self, slot: &mut Option<UringOp>) {
                 match self {
-                    $(LinuxOp::$name(d) => IntoPlatformOp::<UringDriver>::into_platform_op(d),)*
+                    $(LinuxOp::$name(d) => {
+                        *slot = Some(IntoPlatformOp::<UringDriver>::into_platform_op(d))
+                    })*
                 }
             }
 
@@ -215,6 +222,7 @@ impl Driver for LinuxDriver {
         LinuxDriver::start(config)
     }
 
+    #[inline]
     fn reserve(&mut self) -> io::Result<OpKey> {
         dispatch!(self, d => d.reserve())
     }
@@ -222,11 +230,12 @@ impl Driver for LinuxDriver {
     #[inline]
     fn submit(&mut self, key: OpKey, op: LinuxOp) -> io::Result<()> {
         match self {
-            LinuxDriver::Uring(d) => d.submit(key, op.into_uring()),
+            LinuxDriver::Uring(d) => d.submit_in_place(key, |slot| op.into_uring_at(slot)),
             LinuxDriver::Epoll(d) => d.submit(key, op.into_epoll()),
         }
     }
 
+    #[inline]
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
         dispatch!(self, d => d.poll_op(key, cx))
     }

@@ -262,6 +262,7 @@ impl<T> OpRegistry<T> {
 
     /// The op's output once completed (freeing the slot); until then keeps
     /// `cx`'s waker.
+    #[inline]
     pub(crate) fn poll(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
         let Some(slot) = self.get_mut(key) else {
             return Poll::Ready(OpOutput {

@@ -99,7 +99,9 @@ impl<T> StableSlab<T> {
         };
         let generation = entry.generation;
         // A vacant slot has nothing to drop.
-        entry.slot = Slot::Occupied(make());
+        // The entry is vacant (nothing to drop): forgetting what it held
+        // spares the out-of-line drop glue an assignment would call.
+        mem::forget(mem::replace(&mut entry.slot, Slot::Occupied(make())));
         self.free_head = next_free;
         self.len += 1;
         (index, generation)

@@ -305,7 +305,28 @@ impl UringDriver {
     ///
     /// Every pointer in `entry` must stay valid (and the memory it points
     /// at unmoved) until the entry's CQE has been processed.
+    #[inline]
     unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: the caller guarantees the entry's memory outlives the op.
+        if unsafe { self.ring.submission().push(entry) }.is_ok() {
+            // Room in the SQ: the kernel took submissions since any stall.
+            self.push_stalled = false;
+            return Ok(());
+        }
+        // SAFETY: the same entry, under the same guarantee from our caller.
+        unsafe { self.push_full(entry) }
+    }
+
+    /// [`push`](Self::push) when the SQ is full: submits, collects
+    /// completions and backs off as described there. Kept out of line so
+    /// the common push (room in the SQ) has no loop state to set up.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push).
+    #[cold]
+    #[inline(never)]
+    unsafe fn push_full(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         let mut stalled = Duration::ZERO;
         let mut backoff = Duration::from_millis(1);
         loop {
@@ -556,6 +577,51 @@ impl UringDriver {
     }
 
     /// Queues an `ASYNC_CANCEL` of the request tagged `target`.
+    /// [`Driver::submit`] with the op built in its registry slot by
+    /// `fill` (given the slot's empty `op`), so it is never copied on the
+    /// way in.
+    #[inline]
+    pub(super) fn submit_in_place(
+        &mut self,
+        key: OpKey,
+        fill: impl FnOnce(&mut Option<UringOp>),
+    ) -> io::Result<()> {
+        let Some(slot) = self.registry.get_mut(key) else {
+            return Err(io::Error::other("veloq: submit with a stale op key"));
+        };
+        // The op is built in its slot first; the SQE points into it there.
+        fill(&mut slot.op);
+        let op = match &mut slot.op {
+            Some(UringOp::Invalid(_)) => {
+                let Some(UringOp::Invalid(e)) = slot.op.take() else {
+                    unreachable!("matched just above")
+                };
+                self.registry.free(key);
+                return Err(e);
+            }
+            Some(op) => op,
+            None => unreachable!("`fill` stores the op"),
+        };
+        let entry = match op.prepare(key.to_user_data()) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.registry.free(key);
+                return Err(e);
+            }
+        };
+        // SAFETY: the SQE points into the op's slot, which stays put until
+        // its CQE is processed (the registry frees a slot only on poll
+        // after completion, on completion after cancel, or here on
+        // failure), and into the op's buffer, which the `Op` future or the
+        // slot's keep-alive owns until then.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.registry.free(key);
+            return Err(e);
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
     fn push_cancel(&mut self, target: u64) {
         let entry = opcode::AsyncCancel::new(target)
             .build()
@@ -601,39 +667,16 @@ impl Driver for UringDriver {
         UringDriver::with_level(config, SetupLevel::DeferTaskrun)
     }
 
+    #[inline]
     fn reserve(&mut self) -> io::Result<OpKey> {
         Ok(self.registry.reserve())
     }
 
     fn submit(&mut self, key: OpKey, op: UringOp) -> io::Result<()> {
-        if let UringOp::Invalid(e) = op {
-            self.registry.free(key);
-            return Err(e);
-        }
-        let Some(slot) = self.registry.get_mut(key) else {
-            return Err(io::Error::other("veloq: submit with a stale op key"));
-        };
-        // The op moves into its slot first; the SQE points into it there.
-        let entry = match slot.op.insert(op).prepare(key.to_user_data()) {
-            Ok(entry) => entry,
-            Err(e) => {
-                self.registry.free(key);
-                return Err(e);
-            }
-        };
-        // SAFETY: the SQE points into the op's slot, which stays put until
-        // its CQE is processed (the registry frees a slot only on poll
-        // after completion, on completion after cancel, or here on
-        // failure), and into the op's buffer, which the `Op` future or the
-        // slot's keep-alive owns until then.
-        if let Err(e) = unsafe { self.push(&entry) } {
-            self.registry.free(key);
-            return Err(e);
-        }
-        self.in_flight += 1;
-        Ok(())
+        self.submit_in_place(key, |slot| *slot = Some(op))
     }
 
+    #[inline]
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
         self.registry.poll(key, cx)
     }

@@ -7,8 +7,9 @@
 //!   SQE other than the user's buffer: the encoded `sockaddr`, the
 //!   `msghdr` + `iovec` of `SendTo`/`RecvFrom`, the accepted peer's address
 //!   storage, the `CString` path of `Open`.
-//! - The driver first moves the op into its slot (a `StableSlab` entry,
-//!   whose address never changes while the op lives) and only then calls
+//! - The driver first builds the op in its slot (a `StableSlab` entry,
+//!   whose address never changes while the op lives; see
+//!   `UringDriver::submit_in_place`) and only then calls
 //!   [`UringOp::prepare`], which builds the SQE from pointers into that
 //!   slot. An SQE is never built from a temporary.
 //! - The user's buffer belongs to the op's future (or, after a cancel, to
