@@ -1,7 +1,11 @@
 //! `veloq::process`: spawning real programs, exit statuses, piped standard
 //! streams (concurrently, cancel-safely, through the `veloq::io` traits),
-//! kills, `kill_on_drop` and waits racing kills. Run on every driver; the
-//! waits and pipes go through the blocking pool, so all must agree.
+//! kills, `kill_on_drop` and waits racing kills, many children at once.
+//! Run on every driver: on Linux the waits (pidfd) and pipes go through
+//! the driver (io_uring `POLL_ADD`, epoll readiness), on Windows the waits
+//! are wait registrations and the pipes pool jobs; all must agree. (That
+//! no pool job runs on those paths is proved by the unit tests in
+//! `process/tests.rs` and `process/wait.rs`, which can count them.)
 //!
 //! Unix tests use `sh`, `cat`, `echo` and `sleep`; the Windows ones (run
 //! under Wine) use `cmd`, `find` and `ping`.
@@ -476,6 +480,39 @@ mod unix {
     }
 
     #[test]
+    fn fifty_children_are_waited_for_at_once() {
+        run(|| async {
+            let mut handles = Vec::new();
+            for i in 0..50 {
+                let mut child = Command::new("sh")
+                    .args(["-c", &format!("sleep 0.1; exit {}", i % 9)])
+                    .spawn()
+                    .unwrap();
+                handles.push(veloq::spawn(async move {
+                    (i, child.wait().await.unwrap().code())
+                }));
+            }
+            for h in handles {
+                let (i, code) = h.await.unwrap();
+                assert_eq!(code, Some(i % 9));
+            }
+        });
+    }
+
+    #[test]
+    fn a_wait_dropped_mid_way_then_waited_again() {
+        run(|| async {
+            let mut child = Command::new("sh")
+                .args(["-c", "sleep 0.2; exit 7"])
+                .spawn()
+                .unwrap();
+            let res = veloq::time::timeout(Duration::from_millis(20), child.wait()).await;
+            assert!(res.is_err(), "still running");
+            assert_eq!(child.wait().await.unwrap().code(), Some(7));
+        });
+    }
+
+    #[test]
     fn a_child_is_waited_for_on_another_worker() {
         let rt = veloq::Runtime::builder().workers(2).build().unwrap();
         let ok = Arc::new(AtomicBool::new(false));
@@ -492,6 +529,138 @@ mod unix {
     }
 }
 
+/// Waiting where `pidfd_open` is refused (an old kernel: `ENOSYS`; a
+/// seccomp profile: `EPERM`): the waits fall back to `waitid` on the
+/// blocking pool and must still report every status. The test re-runs this
+/// binary as a child process with only `child_without_pidfd` selected,
+/// which refuses `pidfd_open` to itself with a seccomp filter (one
+/// `ERRNO` rule; inherited by every thread, and by the programs it runs,
+/// which do not call it) before it spawns anything.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod pidfd_refused {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    const CHILD_ENV: &str = "VELOQ_PIDFD_REFUSED";
+    const CHILD_OK: &str = "pidfd child: all waits reported";
+
+    fn check(errno: &str) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["pidfd_refused::child_without_pidfd", "--exact", "--ignored"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, errno)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains(CHILD_OK),
+            "child ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+
+    #[test]
+    fn waits_without_pidfds_eperm() {
+        check("EPERM");
+    }
+
+    #[test]
+    fn waits_without_pidfds_enosys() {
+        check("ENOSYS");
+    }
+
+    /// Refuses `pidfd_open` with `errno` on this thread and every thread
+    /// and process it starts.
+    fn refuse_pidfd_open(errno: i32) {
+        let arch: u32 = if cfg!(target_arch = "x86_64") {
+            0xC000_003E // AUDIT_ARCH_X86_64
+        } else {
+            0xC000_00B7 // AUDIT_ARCH_AARCH64
+        };
+        let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+        let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+        let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+        let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+        // `seccomp_data`: the syscall number at offset 0, the arch at 4.
+        let program = [
+            op(ld, 0, 0, 4),
+            op(jeq, 1, 0, arch),
+            op(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
+            op(ld, 0, 0, 0),
+            op(jeq, 0, 1, libc::SYS_pidfd_open as u32),
+            op(ret, 0, 0, libc::SECCOMP_RET_ERRNO | errno as u32),
+            op(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ];
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr().cast_mut(),
+        };
+        // SAFETY: plain prctl with integer arguments.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+            0
+        );
+        // SAFETY: `prog` points at `program`, both live for the call; the
+        // kernel copies the filter.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        assert_eq!(r, 0, "seccomp: {}", io::Error::last_os_error());
+    }
+
+    #[test]
+    #[ignore = "the child half of the pidfd_refused tests; run by them in a child process"]
+    fn child_without_pidfd() {
+        let errno = match std::env::var(CHILD_ENV).as_deref() {
+            Ok("EPERM") => libc::EPERM,
+            Ok("ENOSYS") => libc::ENOSYS,
+            other => panic!("run by the pidfd_refused tests, got {other:?}"),
+        };
+        refuse_pidfd_open(errno);
+        // SAFETY: pidfd_open of our own pid, to prove the filter works.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+        assert_eq!(
+            (r, io::Error::last_os_error().raw_os_error()),
+            (-1, Some(errno))
+        );
+        for kind in [
+            veloq::runtime::DriverKind::IoUring,
+            veloq::runtime::DriverKind::Epoll,
+        ] {
+            let rt = match veloq::Runtime::builder().driver(kind).build() {
+                Ok(rt) => rt,
+                Err(_) if kind == veloq::runtime::DriverKind::IoUring => continue,
+                Err(e) => panic!("{e}"),
+            };
+            rt.block_on(async {
+                let status = Command::new("sh").args(["-c", "exit 3"]).status().await;
+                assert_eq!(status.unwrap().code(), Some(3));
+                let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+                let res = veloq::time::timeout(Duration::from_millis(20), child.wait()).await;
+                assert!(res.is_err());
+                child.kill().await.unwrap();
+                assert_eq!(child.wait().await.unwrap().signal(), Some(libc::SIGKILL));
+                let out = Command::new("sh")
+                    .args(["-c", "head -c 100000 /dev/zero"])
+                    .output()
+                    .await
+                    .unwrap();
+                assert_eq!(out.stdout.len(), 100_000);
+            });
+        }
+        println!("{CHILD_OK}");
+    }
+}
+
 #[cfg(windows)]
 mod windows {
     use super::*;
@@ -505,6 +674,26 @@ mod windows {
                 .await
                 .unwrap();
             assert_eq!(status.code(), Some(3));
+        });
+    }
+
+    #[test]
+    fn fifty_children_are_waited_for_at_once() {
+        run(|| async {
+            let mut handles = Vec::new();
+            for i in 0..50 {
+                let mut child = Command::new("cmd")
+                    .args(["/c", &format!("exit {}", i % 9)])
+                    .spawn()
+                    .unwrap();
+                handles.push(veloq::spawn(async move {
+                    (i, child.wait().await.unwrap().code())
+                }));
+            }
+            for h in handles {
+                let (i, code) = h.await.unwrap();
+                assert_eq!(code, Some(i % 9));
+            }
         });
     }
 

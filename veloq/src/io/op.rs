@@ -309,6 +309,22 @@ pub(crate) struct ConnectPipe {
     pub(crate) fd: RawFd,
 }
 
+// --- process ops (procwait) ---
+
+/// Wait until `fd` is readable (`write == false`) or writable, without
+/// reading or writing it: io_uring `POLL_ADD`, epoll readiness. The output
+/// is the `poll` event mask. For descriptors that are waited on rather
+/// than transferred through an op: a pidfd (readable once its process has
+/// exited) and a child's non-blocking pipe ends. The descriptor must stay
+/// open until the op completes (its owner goes in the op's `keep`).
+#[cfg(target_os = "linux")]
+pub(crate) struct PollReady {
+    pub(crate) fd: RawFd,
+    pub(crate) write: bool,
+}
+
+// --- end of process ops (procwait) ---
+
 enum State {
     /// In flight in the driver under this key.
     Submitted(OpKey),

@@ -1,34 +1,29 @@
 //! [`Child`]: a spawned process, waited for without blocking a worker.
 //!
-//! The std `Child` lives in a shared [`Proc`] behind a mutex. Waiting runs
-//! as one job on the blocking pool that blocks until the process has
-//! exited *without reaping it* (Linux: `poll` on a pidfd; other Unix:
-//! `waitid(WNOWAIT)`; Windows: `WaitForSingleObject` on the process
-//! handle), then takes the mutex and reaps with std's `try_wait`. Killing
-//! takes the same mutex and uses std's `kill`. So the process is reaped
-//! only under the mutex, and a signal is never sent to a reaped (possibly
-//! reused) pid, even while a wait is in flight.
+//! The std `Child` lives in a shared [`Proc`] behind a mutex; how a wait
+//! learns of the exit and reaps it under that mutex is `wait.rs`'s part.
+//! Killing takes the same mutex and uses std's `kill`, so a signal is
+//! never sent to a reaped (possibly reused) pid, even while a wait is in
+//! flight.
 //!
 //! # Invariants
 //!
-//! - `ProcState::waiting` is true exactly while one wait job runs; a wait
-//!   starts a job only when none runs, and every waiter is woken when it
-//!   ends.
-//! - `status` is set once the process has been reaped (by a job,
+//! - A wait starts only when none runs (`ProcState::waiting`), and every
+//!   waiter is woken when it ends.
+//! - `status` is set once the process has been reaped (by a wait,
 //!   `try_wait` or `Drop`), and never changes afterwards.
 //! - No waker runs while the mutex is held.
 
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::mem;
 use std::pin::pin;
 use std::process::{ExitStatus, Output};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use super::wait::{self, Proc};
 use super::{ChildStderr, ChildStdin, ChildStdout};
-use crate::runtime::blocking;
 use crate::sync::lock;
 
 /// A spawned child process, from [`Command::spawn`](super::Command::spawn).
@@ -38,14 +33,16 @@ use crate::sync::lock;
 ///
 /// # Waiting and dropping
 ///
-/// [`wait`](Self::wait) does not block the worker: a blocking-pool thread
-/// waits for the process to exit. Dropping a `Child` that has not exited
-/// leaves the process running (unless [`kill_on_drop`] was set, which
-/// kills it) and has a pool thread reap it once it exits, so it does not
+/// [`wait`](Self::wait) does not block the worker: on Linux the driver
+/// reports the exit (a pidfd), on Windows a wait registration; see the
+/// [module docs](super) for the fallbacks. Dropping a `Child` that has not
+/// exited leaves the process running (unless [`kill_on_drop`] was set,
+/// which kills it) and its wait reaps it once it exits, so it does not
 /// stay a zombie.
 ///
-/// `Child` is `Send` and `Sync`, and its futures need no veloq runtime of
-/// their own.
+/// `Child` is `Send` and `Sync`, and its futures are `Send` and need no
+/// veloq runtime of their own (without one, the wait runs on the blocking
+/// pool).
 ///
 /// [`kill_on_drop`]: super::Command::kill_on_drop
 ///
@@ -74,51 +71,17 @@ pub struct Child {
     kill_on_drop: bool,
 }
 
-/// The process, shared with the wait job; see the module docs.
-struct Proc {
-    state: Mutex<ProcState>,
-    /// A pidfd for the child (Linux 5.3 on), opened at spawn, while the
-    /// pid cannot have been reaped: waiting on it can never mistake
-    /// another process for ours.
-    #[cfg(target_os = "linux")]
-    pidfd: Option<std::os::fd::OwnedFd>,
-}
-
-struct ProcState {
-    /// std's handle, without its pipes (they moved into [`Child`]).
-    child: std::process::Child,
-    /// Set once reaped.
-    status: Option<ExitStatus>,
-    /// A wait job is running.
-    waiting: bool,
-    /// A wait job's error, for the next `wait`.
-    error: Option<io::Error>,
-    waiters: Vec<Waker>,
-}
-
 impl Child {
     /// Wraps a freshly spawned std child, taking its pipes.
     pub(super) fn new(mut child: std::process::Child, kill_on_drop: bool) -> io::Result<Child> {
         let stdin = child.stdin.take().map(ChildStdin::from_std).transpose()?;
         let stdout = child.stdout.take().map(ChildStdout::from_std).transpose()?;
         let stderr = child.stderr.take().map(ChildStderr::from_std).transpose()?;
-        #[cfg(target_os = "linux")]
-        let pidfd = pidfd_open(child.id());
         Ok(Child {
             stdin,
             stdout,
             stderr,
-            proc: Arc::new(Proc {
-                state: Mutex::new(ProcState {
-                    child,
-                    status: None,
-                    waiting: false,
-                    error: None,
-                    waiters: Vec::new(),
-                }),
-                #[cfg(target_os = "linux")]
-                pidfd,
-            }),
+            proc: Arc::new(Proc::new(child)),
             kill_on_drop,
         })
     }
@@ -136,8 +99,8 @@ impl Child {
     /// Drops [`stdin`](Self::stdin) first (as tokio does), so a child that
     /// reads its input to the end can finish.
     ///
-    /// Cancel-safe: a dropped `wait` leaves its pool job running, and the
-    /// next `wait` (or `try_wait`) picks up its result.
+    /// Cancel-safe: a dropped `wait` leaves the wait running, and the next
+    /// `wait` (or `try_wait`) picks up its result.
     ///
     /// # Errors
     ///
@@ -162,7 +125,7 @@ impl Child {
         if !st.waiting {
             st.waiting = true;
             drop(st);
-            start_wait(self.proc.clone());
+            wait::start(self.proc.clone());
         }
         Poll::Pending
     }
@@ -269,7 +232,7 @@ impl Drop for Child {
         if !st.waiting {
             st.waiting = true;
             drop(st);
-            start_wait(self.proc.clone());
+            wait::start(self.proc.clone());
         }
     }
 }
@@ -286,122 +249,6 @@ impl fmt::Debug for Child {
             .field("kill_on_drop", &self.kill_on_drop)
             .finish()
     }
-}
-
-/// Starts the wait job (the caller has set `waiting`): blocks until the
-/// process exits, then reaps it under the mutex and wakes the waiters.
-fn start_wait(proc: Arc<Proc>) {
-    blocking::pool().execute(Box::new(move || {
-        let exited = proc.block_until_exit();
-        let waiters = {
-            let mut st = lock(&proc.state);
-            st.waiting = false;
-            if st.status.is_none() {
-                match exited.and_then(|()| st.child.try_wait()) {
-                    Ok(Some(status)) => st.status = Some(status),
-                    Ok(None) => {
-                        st.error = Some(io::Error::other(
-                            "the child was reported as exited but has no exit status",
-                        ))
-                    }
-                    Err(e) => st.error = Some(e),
-                }
-            }
-            mem::take(&mut st.waiters)
-        };
-        for w in waiters {
-            w.wake();
-        }
-    }));
-}
-
-impl Proc {
-    /// Blocks until the process has exited, without reaping it.
-    #[cfg(unix)]
-    fn block_until_exit(&self) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        if let Some(pidfd) = &self.pidfd {
-            use std::os::fd::AsRawFd;
-            let mut pfd = libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // A pidfd polls readable once its process has exited.
-            loop {
-                // SAFETY: `pfd` is one valid pollfd for the call's
-                // duration; the pidfd is open while `self` lives.
-                let r = unsafe { libc::poll(&mut pfd, 1, -1) };
-                if r >= 0 {
-                    return Ok(());
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-        let pid = lock(&self.state).child.id();
-        loop {
-            // SAFETY: all-zero is a valid `siginfo_t` (plain data).
-            let mut info: libc::siginfo_t = unsafe { mem::zeroed() };
-            // SAFETY: `info` is valid for writes; WNOWAIT leaves the child
-            // unreaped, so its pid stays ours until `try_wait` reaps it
-            // under the mutex.
-            let r = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    pid as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if r == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                // Already reaped (by `try_wait` meanwhile): std has its
-                // status.
-                Some(libc::ECHILD) => return Ok(()),
-                _ => return Err(e),
-            }
-        }
-    }
-
-    /// Blocks until the process has exited.
-    #[cfg(windows)]
-    fn block_until_exit(&self) -> io::Result<()> {
-        use std::os::windows::io::AsRawHandle;
-        use windows_sys::Win32::Foundation::WAIT_FAILED;
-        use windows_sys::Win32::System::Threading::{WaitForSingleObject, INFINITE};
-
-        let handle = lock(&self.state).child.as_raw_handle();
-        // SAFETY: the process handle is owned by the std child inside
-        // `self`, which this job keeps alive (`Arc`), so it stays open for
-        // the call.
-        let r = unsafe { WaitForSingleObject(handle, INFINITE) };
-        if r == WAIT_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-/// A pidfd for `pid`, or `None` where the kernel has none (before 5.3,
-/// or a seccomp filter refuses it): waiting then falls back to `waitid`.
-#[cfg(target_os = "linux")]
-fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new
-    // descriptor (close-on-exec) or -1; it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh descriptor returned to us, owned by nobody else.
-    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Polls three futures together until all are done.
@@ -464,6 +311,7 @@ mod tests {
     #[test]
     fn waits_with_and_without_a_pidfd() {
         for pidfd in [true, false] {
+            let jobs = super::super::offload::pool_jobs();
             crate::block_on(async {
                 let mut child = spawn_sh("exit 4", pidfd);
                 assert_eq!(child.wait().await.unwrap().code(), Some(4));
@@ -491,6 +339,10 @@ mod tests {
                 assert_eq!(status.code(), Some(2));
                 assert_eq!(child.wait().await.unwrap(), status);
             });
+            // Without a pidfd (`pidfd_open` refused: ENOSYS, or EPERM under
+            // seccomp) the pool waits; with one, the driver.
+            let pool_used = super::super::offload::pool_jobs() > jobs;
+            assert_eq!(pool_used, !pidfd, "pidfd: {pidfd}");
         }
     }
 }

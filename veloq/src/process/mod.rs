@@ -36,43 +36,53 @@
 //!
 //! # Design
 //!
-//! Everything here works the same on every driver (io_uring, epoll, IOCP)
-//! because none of it goes through the driver: the blocking parts run on
-//! the runtime's blocking pool (the one behind
-//! [`spawn_blocking`](crate::task::spawn_blocking)), and results come back
-//! through thread-safe wakers. So the handles and their futures are `Send`
-//! and work on any worker, or under no veloq runtime at all.
-//!
 //! - **Spawning** is std's `Command::spawn`, on the calling thread: it is
 //!   a quick system call (`posix_spawn`/`fork`+`exec`, `CreateProcess`),
 //!   and std gets every detail (path search, `NotFound`, error reporting
 //!   from the child before `exec`) right.
-//! - **Waiting** is one pool job per child that blocks until the process
-//!   has exited *without reaping it* — on Linux `poll` on a pidfd opened at
-//!   spawn (falling back to `waitid(WNOWAIT)` on kernels without pidfds),
-//!   on other Unix systems `waitid(WNOWAIT)`, on Windows
-//!   `WaitForSingleObject` on the process handle — and then reaps it with
-//!   std's `try_wait` under the child's mutex. [`Child::start_kill`] takes
-//!   the same mutex and uses std's `kill`, which does nothing once the
-//!   child is reaped; so a kill while a wait is in flight always reaches
-//!   the right process, never a reused pid.
-//! - **Pipes**: each read or write is one blocking call on the std pipe on
-//!   the pool. The caller's buffer stays on its thread (no `Send` bound on
-//!   buffers): writes copy into the job, and reads land in the pipe's own
-//!   buffer and are copied out by the future, which also makes reads
-//!   cancel-safe: what a dropped read's job got goes to the next read.
+//! - **Waiting** first learns that the process has exited *without
+//!   reaping it*, then reaps it with std's `try_wait` under the child's
+//!   mutex. [`Child::start_kill`] takes the same mutex and uses std's
+//!   `kill`, which does nothing once the child is reaped; so a kill while
+//!   a wait is in flight always reaches the right process, never a reused
+//!   pid. How the exit is learnt:
+//!   - Linux: a pidfd (opened at spawn) turns readable, seen through the
+//!     driver: io_uring `POLL_ADD`, or readiness in the epoll set.
+//!     (io_uring's `WAITID` would reap outside the mutex.)
+//!   - Windows: a `RegisterWaitForSingleObject` registration on the
+//!     process handle (the system's wait threads watch up to 63 handles
+//!     each); its callback reaps and wakes.
+//!   - Linux without pidfds (before 5.3, or `pidfd_open` refused by a
+//!     seccomp filter) and other Unix systems: `waitid(WNOWAIT)` blocking
+//!     on the runtime's blocking pool (the one behind
+//!     [`spawn_blocking`](crate::task::spawn_blocking)).
+//! - **Pipes**: on Linux the parent's end is non-blocking; a read or write
+//!   is one system call straight into (from) the caller's buffer, and when
+//!   the pipe is not ready the driver says when it is (`POLL_ADD`, epoll
+//!   readiness). Elsewhere each read or write is one blocking call on the
+//!   pool, through a buffer of the pipe's own.
 //!
-//! # Why not the driver
+//! # Send, and which runtime
 //!
-//! A completion-based wait (io_uring `WAITID` or `POLL_ADD` on a pidfd,
-//! `RegisterWaitForSingleObject` posting to the completion port) and
-//! overlapped pipes would save the pool threads, but need new driver ops
-//! on all three drivers, and the epoll driver has no readiness op for
-//! arbitrary descriptors. The cost of the pool instead: one pool thread
-//! per child being waited for (including children dropped while running,
-//! which are reaped in the background) and per pipe read or write in
-//! flight. The pool holds up to 512 threads (more jobs queue), so this
-//! suits programs that run tens of children at once, not thousands.
+//! [`Child`], the pipe handles and their futures are `Send` (and the
+//! handles `Sync`), as tokio's are, and need no veloq runtime: a driver op
+//! is `!Send` and belongs to one runtime, so it never lives in them.
+//! Instead a wait for readiness is one op in a small task spawned on the
+//! runtime that polls the future first, which wakes the future (through a
+//! thread-safe waker) when the op completes. Where no veloq runtime is
+//! current (a future polled by another executor), the same wait is a
+//! blocking `poll` on the pool, as it is when a runtime shuts down while
+//! the wait is pending (a dropped, still-running child is then still
+//! reaped).
+//!
+//! # Not done through the driver
+//!
+//! - The Windows pipes. std already opens the parent's end overlapped, but
+//!   a handle joins one completion port for good, while a `Send`
+//!   `ChildStdout` may be read from several runtimes in turn; the reads
+//!   and writes stay blocking calls on the pool (one pool thread per read
+//!   or write in flight).
+//! - Waits without pidfds, as listed above (one pool thread per child).
 //!
 //! A pipe handle converts into [`Stdio`] (`Stdio::try_from(stdout)`) to
 //! feed one child's output to the next (a pipeline).
@@ -80,17 +90,30 @@
 //! # Dropping
 //!
 //! - A [`Child`] dropped while the process runs leaves it running (killed
-//!   first with [`Command::kill_on_drop`]); a pool job reaps it when it
-//!   exits.
+//!   first with [`Command::kill_on_drop`]); its wait goes on in the
+//!   background and reaps it when it exits.
 //! - A [`ChildStdin`] dropped closes the pipe (end of file for the child)
-//!   once a write still in flight has returned.
-//! - A dropped `wait`, `read` or `write` future leaves its pool job
-//!   running; the next call on the same handle takes its result (see each
-//!   method for what that means).
+//!   once nothing waits on it any more (on Linux a readiness wait in
+//!   flight, elsewhere a write still running).
+//! - A dropped `wait` future leaves the wait running; the next `wait` (or
+//!   `try_wait`) takes its result. A dropped `read` loses no bytes (on
+//!   Linux they stay in the pipe; elsewhere the next read takes what its
+//!   pool job got). See each method for the details.
 
 mod child;
 mod command;
+mod offload;
 mod pipe;
+#[cfg(target_os = "linux")]
+mod pipe_fd;
+#[cfg(not(target_os = "linux"))]
+mod pipe_pool;
+#[cfg(target_os = "linux")]
+mod ready;
+mod wait;
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests;
 
 pub use child::Child;
 pub use command::Command;

@@ -401,6 +401,15 @@ impl Driver for EpollDriver {
         match op {
             EpollOp::Net(net) => {
                 let (fd, dir) = (net.fd(), net.dir());
+                // --- process ops (procwait) ---
+                if net.is_poll() {
+                    // A pidfd or pipe: (re)joins the set each time, as
+                    // its number may name a new descriptor by now.
+                    if let Err(e) = self.prepare_pollable(fd) {
+                        self.registry.release(key);
+                        return Err(e);
+                    }
+                }
                 if !self.fds.get(fd).registered {
                     // Not seen through `register_handle` (or not a
                     // socket): make it non-blocking before any try.

@@ -104,6 +104,8 @@ linux_ops!(
     Fsync,
     SyncFileRange,
     Fallocate,
+    // --- process ops (procwait) ---
+    PollReady,
 );
 
 /// Forwards a method call to the active backend.

@@ -91,6 +91,12 @@ pub(crate) enum NetOp {
     /// drivers); `register_handle` makes it non-blocking when a veloq
     /// stream adopts it.
     Accept { fd: RawFd },
+    // --- process ops (procwait) ---
+    /// `poll(fd, 0)` for readability (or writability with `write`): done
+    /// once the descriptor is ready, with the ready mask. For pidfds and
+    /// pipes, which the driver adds to the epoll set when the op is
+    /// submitted (`prepare_pollable`).
+    Poll { fd: RawFd, write: bool },
 }
 
 /// What one try of a [`NetOp`] came to.
@@ -114,8 +120,14 @@ impl NetOp {
             | NetOp::SendMsg { fd, .. }
             | NetOp::RecvMsg { fd, .. }
             | NetOp::Connect { fd, .. }
-            | NetOp::Accept { fd } => fd,
+            | NetOp::Accept { fd }
+            | NetOp::Poll { fd, .. } => fd,
         }
+    }
+
+    /// Whether this is a [`NetOp::Poll`] (process ops, procwait).
+    pub(crate) fn is_poll(&self) -> bool {
+        matches!(self, NetOp::Poll { .. })
     }
 
     /// The readiness the op waits for.
@@ -125,12 +137,14 @@ impl NetOp {
             | NetOp::RecvFrom { .. }
             | NetOp::RecvFromName { .. }
             | NetOp::RecvMsg { .. }
-            | NetOp::Accept { .. } => Dir::Read,
+            | NetOp::Accept { .. }
+            | NetOp::Poll { write: false, .. } => Dir::Read,
             NetOp::Send { .. }
             | NetOp::SendTo { .. }
             | NetOp::SendToName { .. }
             | NetOp::SendMsg { .. }
-            | NetOp::Connect { .. } => Dir::Write,
+            | NetOp::Connect { .. }
+            | NetOp::Poll { write: true, .. } => Dir::Write,
         }
     }
 
@@ -260,7 +274,29 @@ impl NetOp {
                 finish(r, decode_addr(peer, peer_len))
             }
             NetOp::Connect { fd, addr, started } => connect(*fd, addr, started),
+            NetOp::Poll { fd, write } => poll_now(*fd, *write),
         }
+    }
+}
+
+// --- process ops (procwait) ---
+
+/// One non-blocking `poll` of `fd`: done with the ready mask (an error or
+/// hang-up counts as ready: the caller's next call reports it), else
+/// would block.
+fn poll_now(fd: RawFd, write: bool) -> Attempt {
+    let events = if write { libc::POLLOUT } else { libc::POLLIN };
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live `pollfd`; a zero timeout never blocks.
+    let r = retry(|| unsafe { libc::poll(&mut pfd, 1, 0) as isize });
+    match r {
+        Ok(0) => Attempt::WouldBlock,
+        Ok(_) => done(Ok(pfd.revents as u16 as usize), None),
+        Err(e) => done(Err(e), None),
     }
 }
 
@@ -530,6 +566,17 @@ impl IntoPlatformOp<EpollDriver> for op::Fallocate {
     }
 }
 
+// --- process ops (procwait) ---
+
+impl IntoPlatformOp<EpollDriver> for op::PollReady {
+    fn into_platform_op(self) -> EpollOp {
+        EpollOp::Net(NetOp::Poll {
+            fd: self.fd,
+            write: self.write,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,6 +643,40 @@ mod tests {
                 )
             }
             Attempt::WouldBlock => panic!("an error finishes the op"),
+        }
+    }
+
+    // --- process ops (procwait) ---
+
+    #[test]
+    fn poll_ops_wait_until_their_side_is_ready() {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a live array of two descriptors for the call.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (r, w) = (fds[0], fds[1]);
+        let mut read = NetOp::Poll {
+            fd: r,
+            write: false,
+        };
+        let mut write = NetOp::Poll { fd: w, write: true };
+        assert!(read.is_poll() && !read.drains(1));
+        assert_eq!((read.dir(), read.fd()), (Dir::Read, r));
+        assert_eq!((write.dir(), write.fd()), (Dir::Write, w));
+        assert!(matches!(read.attempt(), Attempt::WouldBlock), "empty pipe");
+        match write.attempt() {
+            Attempt::Done(out) => assert!(out.res.unwrap() & libc::POLLOUT as usize != 0),
+            Attempt::WouldBlock => panic!("an empty pipe has room"),
+        }
+        // SAFETY: one byte from a live local into our pipe.
+        assert_eq!(unsafe { libc::write(w, b"x".as_ptr().cast(), 1) }, 1);
+        match read.attempt() {
+            Attempt::Done(out) => assert!(out.res.unwrap() & libc::POLLIN as usize != 0),
+            Attempt::WouldBlock => panic!("a byte is there"),
+        }
+        // SAFETY: our own descriptors, closed once.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
         }
     }
 }

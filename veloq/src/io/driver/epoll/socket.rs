@@ -34,6 +34,23 @@ impl EpollDriver {
     }
 }
 
+// --- process ops (procwait) ---
+
+impl EpollDriver {
+    /// Makes a pollable non-socket descriptor (a pidfd, a pipe end) ready
+    /// for `Poll` ops: in the epoll set (edge-triggered) and noted as
+    /// registered, not a stream. Run on every `Poll` submit: the number
+    /// may name a new descriptor since the last one, and adding it again
+    /// (`EPOLL_CTL_MOD` once present) is harmless. The op's first try
+    /// polls the descriptor itself, so a readiness that came before the
+    /// registration is not missed.
+    pub(super) fn prepare_pollable(&mut self, fd: RawFd) -> io::Result<()> {
+        self.poller.add_socket(fd)?;
+        self.fds.reset(fd, true, false);
+        Ok(())
+    }
+}
+
 /// The `SO_TYPE` of socket `fd` (`SOCK_STREAM`, `SOCK_DGRAM`, ...).
 fn socket_type(fd: RawFd) -> io::Result<libc::c_int> {
     let mut ty: libc::c_int = 0;

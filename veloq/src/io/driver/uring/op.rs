@@ -149,6 +149,9 @@ pub(crate) enum UringOp {
     SyncFileRange { fd: RawFd, offset: u64, len: u64 },
     /// `FALLOCATE` (mode 0: allocate and extend).
     Fallocate { fd: RawFd, offset: u64, len: u64 },
+    // --- process ops (procwait) ---
+    /// `POLL_ADD` (one-shot) for `events`; the output is the ready mask.
+    Poll { fd: RawFd, events: u32 },
     /// A description that cannot be submitted (a path with a NUL byte,
     /// contradictory open flags): `submit` fails with this error.
     Invalid(io::Error),
@@ -257,6 +260,8 @@ impl UringOp {
             UringOp::Fallocate { fd, offset, len } => opcode::Fallocate::new(types::Fd(*fd), *len)
                 .offset(*offset)
                 .build(),
+            // --- process ops (procwait) ---
+            UringOp::Poll { fd, events } => opcode::PollAdd::new(types::Fd(*fd), *events).build(),
             UringOp::Invalid(e) => {
                 return Err(io::Error::new(e.kind(), e.to_string()));
             }
@@ -513,6 +518,22 @@ impl IntoPlatformOp<UringDriver> for op::Fallocate {
             fd: self.fd,
             offset: self.offset,
             len: self.len,
+        }
+    }
+}
+
+// --- process ops (procwait) ---
+
+impl IntoPlatformOp<UringDriver> for op::PollReady {
+    fn into_platform_op(self) -> UringOp {
+        let events = if self.write {
+            libc::POLLOUT
+        } else {
+            libc::POLLIN
+        };
+        UringOp::Poll {
+            fd: self.fd,
+            events: events as u32,
         }
     }
 }
