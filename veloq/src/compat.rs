@@ -33,10 +33,16 @@
 //! (the kernel fills it later). `Compat` therefore owns its buffers and
 //! copies between them and the caller's slices, using the same ops (and
 //! the same cancel-safe reads) as the rest of veloq, so it behaves the
-//! same on io_uring, epoll and IOCP. The alternative, a readiness path
-//! (io_uring `POLL_ADD`, epoll, an AFD poll on Windows) and then direct
-//! non-blocking syscalls, would save the copy but needs a second
-//! implementation per driver; on IOCP it has no clean equivalent.
+//! same on io_uring, epoll and IOCP.
+//!
+//! One exception, on Linux: a write of 8 KiB or more (hyper's response
+//! head plus a large body, say) to a `TcpStream` or `UnixStream`, made
+//! while nothing is staged and no write op is in flight, is first tried
+//! as one non-blocking `sendmsg` straight from the caller's slices (see
+//! `compat/direct.rs`): no copy, no op, no allocation. What the socket
+//! takes is accepted; if it would block, the write takes the buffered
+//! path below, whose op waits for the socket. The call never leaves
+//! anything in flight, so the guarantees below hold unchanged.
 //!
 //! - **Reads.** One read op at a time fills a 64 KiB read buffer; the op's
 //!   future (which owns the buffer) is kept inside the `Compat`, so a
@@ -97,6 +103,8 @@ use std::task::{ready, Context, Poll};
 
 use crate::buf::BufResult;
 use crate::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+mod direct;
 
 /// Default read buffer size; see the module docs ("Sizes").
 const DEFAULT_READ_CAPACITY: usize = 64 * 1024;
@@ -344,6 +352,18 @@ where
         }
         if let Poll::Ready(Err(e)) = self.drive_writes(cx) {
             return Poll::Ready(Err(e));
+        }
+        if self.write.op.is_none() && self.write.stage.is_empty() && direct::worth_it(bufs) {
+            // Nothing buffered can be overtaken: send from the caller's
+            // slices (see `direct`); if the socket would block, buffer.
+            match direct::try_write(&*self.stream, bufs) {
+                Some(Ok(n)) => return Poll::Ready(Ok(n)),
+                Some(Err(e)) => {
+                    self.write.broken = Some(e.kind());
+                    return Poll::Ready(Err(e));
+                }
+                None => {}
+            }
         }
         let w = &mut self.write;
         let room = w.cap - w.stage.len();
