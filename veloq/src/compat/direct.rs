@@ -4,7 +4,8 @@
 //!
 //! # When
 //!
-//! Only on Linux, only for a [`TcpStream`] or a [`UnixStream`] (the stream
+//! Only on Linux, only for a [`TcpStream`](crate::net::TcpStream) or a
+//! [`UnixStream`](crate::net::UnixStream) (the stream
 //! type is recognised by its `TypeId`; other streams always take the
 //! buffered path), and only when the caller (`Compat::poll_write_slices`)
 //! has nothing staged and no write op in flight, so the direct bytes
