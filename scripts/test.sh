@@ -6,7 +6,11 @@
 # 1. Linux leg: the whole workspace test suite (unit, integration, doc
 #    tests) on the io_uring driver, plus the formatting, lint and docs gates;
 #    then the unit and integration tests again on the epoll fallback driver
-#    (VELOQ_DRIVER=epoll).
+#    (VELOQ_DRIVER=epoll). Then the proofs under stress (issue 10): loom
+#    models (scripts/test-loom.sh), strace fault injection
+#    (scripts/test-faults.sh), 18,000-connection churn from a child process
+#    (scripts/test-stress.sh) and the suite under AddressSanitizer
+#    (scripts/test-asan.sh).
 # 2. Windows leg: the same suite cross-compiled for x86_64-pc-windows-gnu
 #    and run under Wine on the IOCP driver (scripts/test-windows.sh installs
 #    what it needs).
