@@ -106,6 +106,7 @@ mod offload;
 mod pipe;
 #[cfg(target_os = "linux")]
 mod pipe_fd;
+mod pipe_io;
 #[cfg(not(target_os = "linux"))]
 mod pipe_pool;
 #[cfg(target_os = "linux")]
