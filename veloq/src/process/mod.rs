@@ -113,6 +113,8 @@ mod pipe_pool;
 mod ready;
 mod wait;
 
+#[cfg(test)]
+mod test_util;
 #[cfg(all(test, target_os = "linux"))]
 mod tests;
 
