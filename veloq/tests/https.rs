@@ -12,6 +12,9 @@
 
 mod util;
 
+#[path = "util/http.rs"]
+mod http;
+
 #[path = "../examples/hyper_server.rs"]
 #[allow(dead_code)]
 mod server;
@@ -22,9 +25,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Full};
+use http::Client;
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::client::conn::{http1, http2};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -36,7 +39,6 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use util::{pattern, within, TempPath};
 use veloq::compat::Compat;
-use veloq::hyper::{LocalExec, VeloqTimer};
 use veloq::net::{TcpListener, TcpStream};
 
 /// Generous: debug builds on a shared 2-core machine (and Wine).
@@ -125,12 +127,6 @@ fn start_https_server(pki: &Pki) -> SocketAddr {
 
 type Tls = TokioIo<TlsStream<Compat<TcpStream>>>;
 
-/// A hyper client connection over TLS on veloq, either protocol.
-enum Client {
-    H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
-}
-
 impl Client {
     /// Connects, completes the TLS handshake offering only `h2` or only
     /// `http/1.1`, checks that the server chose it, and starts hyper's
@@ -148,23 +144,7 @@ impl Client {
             .unwrap();
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
         let io: Tls = TokioIo::new(tls);
-        if h2 {
-            let (sender, conn) = http2::Builder::new(LocalExec)
-                .timer(VeloqTimer)
-                .handshake(io)
-                .await
-                .unwrap();
-            drop(veloq::spawn(async move {
-                let _ = conn.await;
-            }));
-            Client::H2(sender)
-        } else {
-            let (sender, conn) = http1::handshake(io).await.unwrap();
-            drop(veloq::spawn(async move {
-                let _ = conn.await;
-            }));
-            Client::H1(sender)
-        }
+        Client::handshake(io, h2).await
     }
 
     /// Sends one request and reads the whole response.
@@ -175,26 +155,7 @@ impl Client {
             .header(hyper::header::HOST, "localhost")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
-        let res = match self {
-            Client::H1(s) => {
-                s.ready().await.unwrap();
-                s.send_request(req).await.unwrap()
-            }
-            Client::H2(s) => {
-                s.ready().await.unwrap();
-                s.send_request(req).await.unwrap()
-            }
-        };
-        let status = res.status();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        (status, body)
-    }
-
-    fn is_closed(&self) -> bool {
-        match self {
-            Client::H1(s) => s.is_closed(),
-            Client::H2(s) => s.is_closed(),
-        }
+        self.send(req).await
     }
 }
 
@@ -338,40 +299,20 @@ fn tls_acceptor_rejects_missing_and_bad_files() {
 #[cfg(unix)]
 mod curl {
     use super::*;
-    use std::process::{Command, Stdio};
-
-    fn have_curl() -> bool {
-        let ok = Command::new("curl")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: curl not found; skipping the curl test");
-        }
-        ok
-    }
+    use http::curl::{have_curl, run_curl};
+    use std::process::Command;
 
     /// Runs curl against the server with the test CA (plus `-sS --fail`,
     /// and `localhost` resolved to the server's address); its stdout.
     fn curl(pki: &Pki, addr: SocketAddr, args: &[&str]) -> Vec<u8> {
         let resolve = format!("localhost:{}:{}", addr.port(), addr.ip());
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "120", "--resolve", &resolve])
-            .arg("--cacert")
-            .arg(&pki.ca)
-            .args(args)
-            .output()
-            .expect("run curl");
-        assert!(
-            out.status.success(),
-            "curl {:?} ({} arguments) failed: {}",
-            &args[..args.len().min(8)],
-            args.len(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        let options = [
+            "--resolve".as_ref(),
+            resolve.as_ref(),
+            "--cacert".as_ref(),
+            pki.ca.as_os_str(),
+        ];
+        run_curl(&options, args)
     }
 
     #[test]

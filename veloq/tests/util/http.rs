@@ -1,0 +1,111 @@
+//! hyper client and curl helpers shared by the `hyper` and `https` tests:
+//! a client connection of either protocol over any stream, and curl run
+//! with the options both use.
+//!
+//! Needs the `hyper` feature; include with
+//! `#[path = "util/http.rs"] mod http;` from a test gated on it.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, StatusCode};
+use veloq::hyper::{LocalExec, VeloqTimer};
+
+/// A hyper client connection on veloq, either protocol.
+pub enum Client {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Client {
+    /// Starts hyper's client connection for HTTP/2 (`h2`) or HTTP/1.1 on
+    /// `io`, its connection task spawned on the current veloq runtime.
+    pub async fn handshake<T>(io: T, h2: bool) -> Client
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    {
+        if h2 {
+            let (sender, conn) = http2::Builder::new(LocalExec)
+                .timer(VeloqTimer)
+                .handshake(io)
+                .await
+                .unwrap();
+            drop(veloq::spawn(async move {
+                let _ = conn.await;
+            }));
+            Client::H2(sender)
+        } else {
+            let (sender, conn) = http1::handshake(io).await.unwrap();
+            drop(veloq::spawn(async move {
+                let _ = conn.await;
+            }));
+            Client::H1(sender)
+        }
+    }
+
+    /// Sends `req` once the connection is ready and reads the whole
+    /// response.
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> (StatusCode, Bytes) {
+        let res = match self {
+            Client::H1(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+            Client::H2(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+        };
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, body)
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Client::H1(s) => s.is_closed(),
+            Client::H2(s) => s.is_closed(),
+        }
+    }
+}
+
+/// Running the `curl` command line tool (Unix, where it is installed).
+#[cfg(unix)]
+pub mod curl {
+    use std::ffi::OsStr;
+    use std::process::{Command, Stdio};
+
+    /// Whether curl runs here; says so on stderr when it does not.
+    pub fn have_curl() -> bool {
+        let ok = Command::new("curl")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("note: curl not found; skipping the curl test");
+        }
+        ok
+    }
+
+    /// Runs `curl -sS --fail --max-time 120`, then `options`, then
+    /// `args`, and asserts it succeeded; its stdout.
+    pub fn run_curl(options: &[&OsStr], args: &[&str]) -> Vec<u8> {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "120"])
+            .args(options)
+            .args(args)
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {:?} ({} arguments) failed: {}",
+            &args[..args.len().min(8)],
+            args.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
