@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use util::{poll_once, std_tcp_pair, stream_byte, within, Rng};
+use util::{poll_once, random_limit, spawn_pattern_writer, std_tcp_pair, stream_byte, within, Rng};
 use veloq::net::{TcpStream, UdpSocket};
 use veloq::time::{sleep, timeout};
 
@@ -265,16 +265,6 @@ fn stashed_bytes_are_scattered_over_the_next_vectored_read() {
     });
 }
 
-/// A random timeout in 0..=2 ms; a third of them exactly zero (the op is
-/// submitted and cancelled in the same poll).
-fn random_limit(rng: &mut Rng) -> Duration {
-    if rng.below(3) == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_micros(rng.below(2001))
-    }
-}
-
 /// Checks `bytes` against the pattern at `*off` and advances it.
 fn check_pattern(bytes: &[u8], off: &mut u64, timeouts: usize) {
     for &b in bytes {
@@ -296,30 +286,9 @@ fn check_pattern(bytes: &[u8], off: &mut u64, timeouts: usize) {
 fn vectored_reads_under_random_timeouts_lose_no_byte() {
     const ITERATIONS: usize = if cfg!(windows) { 200 } else { 1_000 };
     within(60, || {
-        let (client, mut peer) = std_tcp_pair();
+        let (client, peer) = std_tcp_pair();
         let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let mut rng = Rng::new(5);
-                let (mut off, mut buf) = (0u64, Vec::new());
-                while !stop.load(Ordering::SeqCst) {
-                    let n = 1 + rng.below(1024) as usize;
-                    buf.clear();
-                    buf.extend((off..off + n as u64).map(stream_byte));
-                    if peer.write_all(&buf).is_err() {
-                        break;
-                    }
-                    off += n as u64;
-                    if rng.below(2) == 0 {
-                        std::thread::sleep(Duration::from_micros(rng.below(1500)));
-                    }
-                }
-                drop(peer);
-                off
-            })
-        };
+        let writer = spawn_pattern_writer(peer, 5, 1024, stop.clone());
         let (got, timeouts) = veloq::block_on(async {
             let client = TcpStream::from_std(client).unwrap();
             let mut rng = Rng::new(9);
