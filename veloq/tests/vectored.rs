@@ -121,11 +121,39 @@ fn a_dropped_vectored_read_loses_nothing() {
     });
 }
 
+/// Checks the two descriptors a test passed with `SCM_RIGHTS`: the
+/// first is the sent file, the same open file (its offset is shared, so
+/// it is rewound here) holding `text`; the second is the write end of the
+/// pipe whose read end is `r1`, and works in the receiver: `byte` written
+/// through it comes out of `r1`.
+#[cfg(unix)]
+fn check_passed_fds(
+    fds: Vec<std::os::fd::OwnedFd>,
+    text: &str,
+    mut r1: std::io::PipeReader,
+    byte: &[u8],
+) {
+    use std::io::{Read, Seek, Write};
+    assert_eq!(fds.len(), 2);
+    let mut fds = fds.into_iter();
+    let mut got = std::fs::File::from(fds.next().unwrap());
+    got.rewind().unwrap();
+    let mut read = String::new();
+    got.read_to_string(&mut read).unwrap();
+    assert_eq!(read, text);
+    let mut w2 = std::fs::File::from(fds.next().unwrap());
+    w2.write_all(byte).unwrap();
+    drop(w2);
+    let mut out = Vec::new();
+    r1.read_to_end(&mut out).unwrap();
+    assert_eq!(out, byte);
+}
+
 /// Descriptors passed over a Unix stream with `SCM_RIGHTS`.
 #[cfg(unix)]
 #[test]
 fn unix_stream_passes_descriptors() {
-    use std::io::{Read, Seek, Write};
+    use std::io::Write;
     use std::os::fd::AsFd;
     veloq::block_on(async {
         let (a, b) = veloq::net::UnixStream::pair().unwrap();
@@ -149,22 +177,7 @@ fn unix_stream_passes_descriptors() {
         let (n, fds) = res.unwrap();
         assert_eq!(n, 7);
         assert_eq!(bufs[0], b"two fds");
-        assert_eq!(fds.len(), 2);
-        let mut fds = fds.into_iter();
-        // The same open file: its offset is shared.
-        let mut got = std::fs::File::from(fds.next().unwrap());
-        got.rewind().unwrap();
-        let mut text = String::new();
-        got.read_to_string(&mut text).unwrap();
-        assert_eq!(text, "passed along");
-        // The pipe's write end works in the receiver.
-        let mut w2 = std::fs::File::from(fds.next().unwrap());
-        w2.write_all(b"x").unwrap();
-        drop(w2);
-        let mut out = Vec::new();
-        let mut r1 = r1;
-        r1.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"x");
+        check_passed_fds(fds, "passed along", r1, b"x");
         // Without descriptors, recv_msg returns none.
         let (res, _) = a.send_msg(vec![b"plain".to_vec()], &[]).await;
         res.unwrap();
@@ -473,20 +486,7 @@ mod unix_datagram {
             assert_eq!(back[1], b"e two");
             assert_eq!(back[2], b" three");
             assert_eq!(from.as_pathname(), Some(dir.0.join("a").as_path()));
-            assert_eq!(fds.len(), 2);
-            let mut fds = fds.into_iter();
-            let mut got = std::fs::File::from(fds.next().unwrap());
-            got.rewind().unwrap();
-            let mut text = String::new();
-            got.read_to_string(&mut text).unwrap();
-            assert_eq!(text, "the passed file");
-            let mut w2 = std::fs::File::from(fds.next().unwrap());
-            w2.write_all(b"z").unwrap();
-            drop(w2);
-            let mut out = Vec::new();
-            let mut r1 = r1;
-            r1.read_to_end(&mut out).unwrap();
-            assert_eq!(out, b"z");
+            super::check_passed_fds(fds, "the passed file", r1, b"z");
             file.rewind().unwrap();
 
             // Connected, no descriptors: none come.
