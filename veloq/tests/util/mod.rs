@@ -165,6 +165,26 @@ unsafe impl IoBufMut for CountedBuf {
     }
 }
 
+/// Runs `f` in a fresh runtime with a fresh, created directory (removed
+/// afterwards), failing if it takes more than 30 s.
+pub fn in_dir<F, Fut>(tag: &'static str, f: F)
+where
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    within(30, move || {
+        let dir = TempPath::new(tag);
+        std::fs::create_dir(&dir.0).unwrap();
+        veloq::block_on(f(dir.0.clone()));
+        drop(dir);
+    })
+}
+
+/// The kind of the error `res` must be.
+pub fn kind<T: std::fmt::Debug>(res: std::io::Result<T>) -> std::io::ErrorKind {
+    res.expect_err("expected an error").kind()
+}
+
 /// Runs `f` on a fresh thread and panics if it does not return within
 /// `secs` seconds, so a hang fails the test instead of stalling the run.
 pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
