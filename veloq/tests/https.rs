@@ -26,9 +26,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::Client;
-use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tokio_rustls::client::TlsStream;
@@ -149,13 +148,8 @@ impl Client {
 
     /// Sends one request and reads the whole response.
     async fn request(&mut self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, Bytes) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("https://localhost{path}"))
-            .header(hyper::header::HOST, "localhost")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        self.send(req).await
+        let uri = format!("https://localhost{path}");
+        self.send(method, uri, "localhost", body).await
     }
 }
 

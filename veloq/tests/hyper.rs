@@ -87,13 +87,8 @@ impl Client {
         path: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Bytes) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("http://{addr}{path}"))
-            .header(hyper::header::HOST, addr.to_string())
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        self.send(req).await
+        let uri = format!("http://{addr}{path}");
+        self.send(method, uri, &addr.to_string(), body).await
     }
 }
 

@@ -8,7 +8,7 @@
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::{http1, http2};
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use veloq::hyper::{LocalExec, VeloqTimer};
 
 /// A hyper client connection on veloq, either protocol.
@@ -43,9 +43,21 @@ impl Client {
         }
     }
 
-    /// Sends `req` once the connection is ready and reads the whole
-    /// response.
-    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> (StatusCode, Bytes) {
+    /// Sends one request (`method`, `uri`, a `Host` header of `host`,
+    /// `body`) once the connection is ready and reads the whole response.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        uri: String,
+        host: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Bytes) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(hyper::header::HOST, host)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
         let res = match self {
             Client::H1(s) => {
                 s.ready().await.unwrap();
