@@ -130,7 +130,7 @@ fn a_dropped_vectored_read_loses_nothing() {
 fn check_passed_fds(
     fds: Vec<std::os::fd::OwnedFd>,
     text: &str,
-    mut r1: std::io::PipeReader,
+    mut r1: impl std::io::Read,
     byte: &[u8],
 ) {
     use std::io::{Read, Seek, Write};
