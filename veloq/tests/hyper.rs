@@ -141,20 +141,8 @@ fn keep_alive_200(h2: bool) {
         } else {
             Client::connect_h1(addr).await
         };
-        for i in 0..200u64 {
-            if i % 2 == 0 {
-                let (status, body) = c.request(addr, Method::GET, "/", Vec::new()).await;
-                assert_eq!(status, StatusCode::OK, "request {i}");
-                assert_eq!(&body[..], b"Hello, world!\n", "request {i}");
-            } else {
-                let data = pattern(100 + i as usize * 37, i);
-                let (status, body) = c.request(addr, Method::POST, "/echo", data.clone()).await;
-                assert_eq!(status, StatusCode::OK, "request {i}");
-                assert!(body[..] == data[..], "request {i}: the echoed body differs");
-            }
-        }
-        // Still the one connection: a closed one would fail the next send.
-        assert!(!c.is_closed());
+        c.two_hundred_requests(&format!("http://{addr}"), &addr.to_string(), 37)
+            .await;
     });
 }
 

@@ -11,6 +11,8 @@ use hyper::client::conn::{http1, http2};
 use hyper::{Method, Request, StatusCode};
 use veloq::hyper::{LocalExec, VeloqTimer};
 
+use crate::util::pattern;
+
 /// A hyper client connection on veloq, either protocol.
 pub enum Client {
     H1(http1::SendRequest<Full<Bytes>>),
@@ -71,6 +73,29 @@ impl Client {
         let status = res.status();
         let body = res.into_body().collect().await.unwrap().to_bytes();
         (status, body)
+    }
+
+    /// 200 requests on this one connection, `GET /` and `POST /echo`
+    /// (a [`pattern`] body of `100 + i * step` bytes) in turn, to the
+    /// server at `base` (`scheme://authority`) with a `Host` of `host`:
+    /// each answered right, and the connection still open at the end.
+    pub async fn two_hundred_requests(&mut self, base: &str, host: &str, step: usize) {
+        for i in 0..200u64 {
+            if i % 2 == 0 {
+                let uri = format!("{base}/");
+                let (status, body) = self.send(Method::GET, uri, host, Vec::new()).await;
+                assert_eq!(status, StatusCode::OK, "request {i}");
+                assert_eq!(&body[..], b"Hello, world!\n", "request {i}");
+            } else {
+                let data = pattern(100 + i as usize * step, i);
+                let uri = format!("{base}/echo");
+                let (status, body) = self.send(Method::POST, uri, host, data.clone()).await;
+                assert_eq!(status, StatusCode::OK, "request {i}");
+                assert!(body[..] == data[..], "request {i}: the echoed body differs");
+            }
+        }
+        // Still the one connection: a closed one would have failed a send.
+        assert!(!self.is_closed());
     }
 
     /// Whether the connection is closed.
