@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http::Client;
+use http::{concurrent_echo_streams, Client};
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -204,20 +204,13 @@ fn h2_concurrent_streams_over_tls() {
         let Client::H2(sender) = Client::connect(&pki, addr, true).await else {
             unreachable!()
         };
-        let tasks: Vec<_> = (0..16u64)
-            .map(|i| {
-                let mut c = Client::H2(sender.clone());
-                veloq::spawn(async move {
-                    let data = pattern(20_000 + i as usize * 5_000, i);
-                    let (status, body) = c.request(Method::POST, "/echo", data.clone()).await;
-                    assert_eq!(status, StatusCode::OK);
-                    assert!(body[..] == data[..], "stream {i}: the echoed body differs");
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        concurrent_echo_streams(
+            &sender,
+            ("https://localhost", "localhost"),
+            16,
+            (20_000, 5_000),
+        )
+        .await;
     });
 }
 

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use http::Client;
+use http::{concurrent_echo_streams, Client};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::{http1, http2};
@@ -188,20 +188,8 @@ fn h2_concurrent_streams() {
         let Client::H2(sender) = Client::connect_h2(addr).await else {
             unreachable!()
         };
-        let tasks: Vec<_> = (0..32u64)
-            .map(|i| {
-                let mut c = Client::H2(sender.clone());
-                veloq::spawn(async move {
-                    let data = pattern(10_000 + i as usize * 1000, i);
-                    let (status, body) = c.request(addr, Method::POST, "/echo", data.clone()).await;
-                    assert_eq!(status, StatusCode::OK);
-                    assert!(body[..] == data[..], "stream {i}: the echoed body differs");
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let (base, host) = (format!("http://{addr}"), addr.to_string());
+        concurrent_echo_streams(&sender, (&base, &host), 32, (10_000, 1000)).await;
     });
 }
 

@@ -107,6 +107,33 @@ impl Client {
     }
 }
 
+/// `streams` echo requests at once on the one HTTP/2 connection of
+/// `sender`, one task each: stream `i` posts a [`pattern`] body of
+/// `first + i * step` bytes to `{base}/echo` (`Host: host`) and must get
+/// it back intact.
+pub async fn concurrent_echo_streams(
+    sender: &http2::SendRequest<Full<Bytes>>,
+    (base, host): (&str, &str),
+    streams: u64,
+    (first, step): (usize, usize),
+) {
+    let tasks: Vec<_> = (0..streams)
+        .map(|i| {
+            let mut c = Client::H2(sender.clone());
+            let (uri, host) = (format!("{base}/echo"), host.to_string());
+            veloq::spawn(async move {
+                let data = pattern(first + i as usize * step, i);
+                let (status, body) = c.send(Method::POST, uri, &host, data.clone()).await;
+                assert_eq!(status, StatusCode::OK);
+                assert!(body[..] == data[..], "stream {i}: the echoed body differs");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 /// Running the `curl` command line tool (Unix, where it is installed).
 #[cfg(unix)]
 pub mod curl {
