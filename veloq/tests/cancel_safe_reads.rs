@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use util::{poll_once, std_tcp_pair, stream_byte, within, CountedBuf, Rng};
+use util::{
+    poll_once, random_limit, spawn_pattern_writer, std_tcp_pair, stream_byte, within, CountedBuf,
+    Rng,
+};
 use veloq::net::{TcpListener, TcpStream, UdpSocket};
 use veloq::time::{sleep, timeout};
 
@@ -153,16 +156,6 @@ fn accept_completed_but_dropped_unpolled_hands_its_connection_to_the_next_accept
     });
 }
 
-/// A random timeout in 0..=2 ms; a third of them exactly zero (the op is
-/// submitted and cancelled in the same poll: the closest race).
-fn random_limit(rng: &mut Rng) -> Duration {
-    if rng.below(3) == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_micros(rng.below(2001))
-    }
-}
-
 /// Writes `total` bytes of the `stream_byte` pattern into `peer` in chunks
 /// of `chunk` bytes, pausing a random 0 to `max_pause` between them (so
 /// that a reader's short timeouts sometimes fire), then closes.
@@ -246,30 +239,9 @@ fn reads_timed_out_after_1ms_lose_no_byte_of_a_200k_stream() {
 fn reads_under_random_timeouts_lose_or_reorder_no_byte() {
     const ITERATIONS: usize = if cfg!(windows) { 1_000 } else { 10_000 };
     within(60, || {
-        let (client, mut peer) = std_tcp_pair();
+        let (client, peer) = std_tcp_pair();
         let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut rng = Rng::new(7);
-                let mut off = 0u64;
-                let mut buf = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let n = 1 + rng.below(2048) as usize;
-                    buf.clear();
-                    buf.extend((off..off + n as u64).map(stream_byte));
-                    if peer.write_all(&buf).is_err() {
-                        break;
-                    }
-                    off += n as u64;
-                    if rng.below(2) == 0 {
-                        std::thread::sleep(Duration::from_micros(rng.below(1500)));
-                    }
-                }
-                drop(peer);
-                off
-            })
-        };
+        let writer = spawn_pattern_writer(peer, 7, 2048, stop.clone());
         let drops = Arc::new(AtomicUsize::new(0));
         let (got, timeouts, made) = veloq::block_on(async {
             let client = TcpStream::from_std(client).unwrap();

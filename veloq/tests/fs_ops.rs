@@ -10,29 +10,9 @@ mod util;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::ErrorKind;
-use std::path::PathBuf;
 
-use util::{pattern, poll_once, within, TempPath};
+use util::{in_dir, kind, pattern, poll_once, within, TempPath};
 use veloq::fs::{self, File, OpenOptions};
-
-/// Runs `f` in a fresh runtime with a fresh, created directory, failing
-/// if it takes more than 30 s.
-fn in_dir<F, Fut>(tag: &'static str, f: F)
-where
-    F: FnOnce(PathBuf) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    within(30, move || {
-        let dir = TempPath::new(tag);
-        std::fs::create_dir(&dir.0).unwrap();
-        veloq::block_on(f(dir.0.clone()));
-        drop(dir);
-    })
-}
-
-fn kind<T: std::fmt::Debug>(res: std::io::Result<T>) -> ErrorKind {
-    res.expect_err("expected an error").kind()
-}
 
 #[test]
 fn metadata_of_files_and_directories() {

@@ -15,32 +15,13 @@ mod util;
 
 use std::future::Future;
 use std::io::ErrorKind;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use util::{poll_once, within, TempPath};
+use util::{in_dir, kind, poll_once};
 use veloq::fs::{self, File};
 use veloq::runtime::{driver_kind, driver_stats, DriverKind};
-
-/// Runs `f` in a fresh runtime with a fresh, created directory.
-fn in_dir<F, Fut>(tag: &'static str, f: F)
-where
-    F: FnOnce(PathBuf) -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    within(30, move || {
-        let dir = TempPath::new(tag);
-        std::fs::create_dir(&dir.0).unwrap();
-        veloq::block_on(f(dir.0.clone()));
-        drop(dir);
-    })
-}
-
-fn kind<T: std::fmt::Debug>(res: std::io::Result<T>) -> ErrorKind {
-    res.expect_err("expected an error").kind()
-}
 
 /// Whether this runtime should run path ops as driver ops: io_uring does
 /// (every opcode exists since Linux 5.15), epoll and IOCP do not.

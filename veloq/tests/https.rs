@@ -12,6 +12,9 @@
 
 mod util;
 
+#[path = "util/http.rs"]
+mod http;
+
 #[path = "../examples/hyper_server.rs"]
 #[allow(dead_code)]
 mod server;
@@ -22,10 +25,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Full};
+use http::{concurrent_echo_streams, Client};
 use hyper::body::Bytes;
-use hyper::client::conn::{http1, http2};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tokio_rustls::client::TlsStream;
@@ -36,7 +38,6 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use util::{pattern, within, TempPath};
 use veloq::compat::Compat;
-use veloq::hyper::{LocalExec, VeloqTimer};
 use veloq::net::{TcpListener, TcpStream};
 
 /// Generous: debug builds on a shared 2-core machine (and Wine).
@@ -125,12 +126,6 @@ fn start_https_server(pki: &Pki) -> SocketAddr {
 
 type Tls = TokioIo<TlsStream<Compat<TcpStream>>>;
 
-/// A hyper client connection over TLS on veloq, either protocol.
-enum Client {
-    H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
-}
-
 impl Client {
     /// Connects, completes the TLS handshake offering only `h2` or only
     /// `http/1.1`, checks that the server chose it, and starts hyper's
@@ -148,53 +143,13 @@ impl Client {
             .unwrap();
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
         let io: Tls = TokioIo::new(tls);
-        if h2 {
-            let (sender, conn) = http2::Builder::new(LocalExec)
-                .timer(VeloqTimer)
-                .handshake(io)
-                .await
-                .unwrap();
-            drop(veloq::spawn(async move {
-                let _ = conn.await;
-            }));
-            Client::H2(sender)
-        } else {
-            let (sender, conn) = http1::handshake(io).await.unwrap();
-            drop(veloq::spawn(async move {
-                let _ = conn.await;
-            }));
-            Client::H1(sender)
-        }
+        Client::handshake(io, h2).await
     }
 
     /// Sends one request and reads the whole response.
     async fn request(&mut self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, Bytes) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("https://localhost{path}"))
-            .header(hyper::header::HOST, "localhost")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        let res = match self {
-            Client::H1(s) => {
-                s.ready().await.unwrap();
-                s.send_request(req).await.unwrap()
-            }
-            Client::H2(s) => {
-                s.ready().await.unwrap();
-                s.send_request(req).await.unwrap()
-            }
-        };
-        let status = res.status();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        (status, body)
-    }
-
-    fn is_closed(&self) -> bool {
-        match self {
-            Client::H1(s) => s.is_closed(),
-            Client::H2(s) => s.is_closed(),
-        }
+        let uri = format!("https://localhost{path}");
+        self.send(method, uri, "localhost", body).await
     }
 }
 
@@ -226,20 +181,8 @@ fn hyper_client_over_tls(h2: bool) {
         assert_eq!(body.len(), data.len());
         assert!(body[..] == data[..], "the echoed 4 MiB body differs");
 
-        for i in 0..200u64 {
-            if i % 2 == 0 {
-                let (status, body) = c.request(Method::GET, "/", Vec::new()).await;
-                assert_eq!(status, StatusCode::OK, "request {i}");
-                assert_eq!(&body[..], b"Hello, world!\n", "request {i}");
-            } else {
-                let data = pattern(100 + i as usize * 373, i);
-                let (status, body) = c.request(Method::POST, "/echo", data.clone()).await;
-                assert_eq!(status, StatusCode::OK, "request {i}");
-                assert!(body[..] == data[..], "request {i}: the echoed body differs");
-            }
-        }
-        // Still the one connection: a closed one would have failed a send.
-        assert!(!c.is_closed());
+        c.two_hundred_requests("https://localhost", "localhost", 373)
+            .await;
     });
 }
 
@@ -261,20 +204,13 @@ fn h2_concurrent_streams_over_tls() {
         let Client::H2(sender) = Client::connect(&pki, addr, true).await else {
             unreachable!()
         };
-        let tasks: Vec<_> = (0..16u64)
-            .map(|i| {
-                let mut c = Client::H2(sender.clone());
-                veloq::spawn(async move {
-                    let data = pattern(20_000 + i as usize * 5_000, i);
-                    let (status, body) = c.request(Method::POST, "/echo", data.clone()).await;
-                    assert_eq!(status, StatusCode::OK);
-                    assert!(body[..] == data[..], "stream {i}: the echoed body differs");
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        concurrent_echo_streams(
+            &sender,
+            ("https://localhost", "localhost"),
+            16,
+            (20_000, 5_000),
+        )
+        .await;
     });
 }
 
@@ -338,40 +274,20 @@ fn tls_acceptor_rejects_missing_and_bad_files() {
 #[cfg(unix)]
 mod curl {
     use super::*;
-    use std::process::{Command, Stdio};
-
-    fn have_curl() -> bool {
-        let ok = Command::new("curl")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: curl not found; skipping the curl test");
-        }
-        ok
-    }
+    use http::curl::{have_curl, run_curl};
+    use std::process::Command;
 
     /// Runs curl against the server with the test CA (plus `-sS --fail`,
     /// and `localhost` resolved to the server's address); its stdout.
     fn curl(pki: &Pki, addr: SocketAddr, args: &[&str]) -> Vec<u8> {
         let resolve = format!("localhost:{}:{}", addr.port(), addr.ip());
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "120", "--resolve", &resolve])
-            .arg("--cacert")
-            .arg(&pki.ca)
-            .args(args)
-            .output()
-            .expect("run curl");
-        assert!(
-            out.status.success(),
-            "curl {:?} ({} arguments) failed: {}",
-            &args[..args.len().min(8)],
-            args.len(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        let options = [
+            "--resolve".as_ref(),
+            resolve.as_ref(),
+            "--cacert".as_ref(),
+            pki.ca.as_os_str(),
+        ];
+        run_curl(&options, args)
     }
 
     #[test]

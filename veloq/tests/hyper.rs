@@ -11,6 +11,9 @@
 
 mod util;
 
+#[path = "util/http.rs"]
+mod http;
+
 #[path = "../examples/hyper_server.rs"]
 #[allow(dead_code)]
 mod server;
@@ -21,6 +24,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use http::{concurrent_echo_streams, Client};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::{http1, http2};
@@ -62,35 +66,17 @@ fn start_server_thread() -> SocketAddr {
     rx.recv().unwrap()
 }
 
-/// A hyper client connection on veloq, either protocol.
-enum Client {
-    H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
-}
-
 impl Client {
     async fn connect_h1(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        let (sender, conn) = http1::handshake(Compat::new(stream)).await.unwrap();
-        drop(veloq::spawn(async move {
-            let _ = conn.await;
-        }));
-        Client::H1(sender)
+        Client::handshake(Compat::new(stream), false).await
     }
 
     async fn connect_h2(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        let (sender, conn) = http2::Builder::new(LocalExec)
-            .timer(VeloqTimer)
-            .handshake(Compat::new(stream))
-            .await
-            .unwrap();
-        drop(veloq::spawn(async move {
-            let _ = conn.await;
-        }));
-        Client::H2(sender)
+        Client::handshake(Compat::new(stream), true).await
     }
 
     /// Sends one request and reads the whole response.
@@ -101,25 +87,8 @@ impl Client {
         path: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Bytes) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("http://{addr}{path}"))
-            .header(hyper::header::HOST, addr.to_string())
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        let res = match self {
-            Client::H1(s) => {
-                s.ready().await.unwrap();
-                s.send_request(req).await.unwrap()
-            }
-            Client::H2(s) => {
-                s.ready().await.unwrap();
-                s.send_request(req).await.unwrap()
-            }
-        };
-        let status = res.status();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        (status, body)
+        let uri = format!("http://{addr}{path}");
+        self.send(method, uri, &addr.to_string(), body).await
     }
 }
 
@@ -172,23 +141,8 @@ fn keep_alive_200(h2: bool) {
         } else {
             Client::connect_h1(addr).await
         };
-        for i in 0..200u64 {
-            if i % 2 == 0 {
-                let (status, body) = c.request(addr, Method::GET, "/", Vec::new()).await;
-                assert_eq!(status, StatusCode::OK, "request {i}");
-                assert_eq!(&body[..], b"Hello, world!\n", "request {i}");
-            } else {
-                let data = pattern(100 + i as usize * 37, i);
-                let (status, body) = c.request(addr, Method::POST, "/echo", data.clone()).await;
-                assert_eq!(status, StatusCode::OK, "request {i}");
-                assert!(body[..] == data[..], "request {i}: the echoed body differs");
-            }
-        }
-        // Still the one connection: a closed one would fail the next send.
-        match &c {
-            Client::H1(s) => assert!(!s.is_closed()),
-            Client::H2(s) => assert!(!s.is_closed()),
-        }
+        c.two_hundred_requests(&format!("http://{addr}"), &addr.to_string(), 37)
+            .await;
     });
 }
 
@@ -234,20 +188,8 @@ fn h2_concurrent_streams() {
         let Client::H2(sender) = Client::connect_h2(addr).await else {
             unreachable!()
         };
-        let tasks: Vec<_> = (0..32u64)
-            .map(|i| {
-                let mut c = Client::H2(sender.clone());
-                veloq::spawn(async move {
-                    let data = pattern(10_000 + i as usize * 1000, i);
-                    let (status, body) = c.request(addr, Method::POST, "/echo", data.clone()).await;
-                    assert_eq!(status, StatusCode::OK);
-                    assert!(body[..] == data[..], "stream {i}: the echoed body differs");
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let (base, host) = (format!("http://{addr}"), addr.to_string());
+        concurrent_echo_streams(&sender, (&base, &host), 32, (10_000, 1000)).await;
     });
 }
 
@@ -544,20 +486,8 @@ fn header_read_timeout_closes_idle_connection() {
 #[cfg(unix)]
 mod curl {
     use super::*;
-    use std::process::{Command, Stdio};
-
-    fn have_curl() -> bool {
-        let ok = Command::new("curl")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: curl not found; skipping the curl test");
-        }
-        ok
-    }
+    use http::curl::{have_curl, run_curl};
+    use std::process::Command;
 
     /// curl's major version (0 if unknown).
     fn curl_major() -> u32 {
@@ -576,19 +506,7 @@ mod curl {
 
     /// Runs curl with `args` (plus `-sS --fail`); its stdout.
     fn curl(args: &[&str]) -> Vec<u8> {
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "120"])
-            .args(args)
-            .output()
-            .expect("run curl");
-        assert!(
-            out.status.success(),
-            "curl {:?} ({} arguments) failed: {}",
-            &args[..args.len().min(8)],
-            args.len(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        run_curl(&[], args)
     }
 
     #[test]

@@ -27,6 +27,23 @@ where
     within(60, move || veloq::block_on(f()))
 }
 
+/// Spawns fifty children with `spawn(code)`, child `i` told to exit with
+/// `i % 9`, waits for them all at once (one task each) and checks that
+/// each wait reports its own child's code.
+async fn wait_for_fifty(spawn: impl Fn(i32) -> veloq::process::Child) {
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let mut child = spawn(i % 9);
+        handles.push(veloq::spawn(async move {
+            (i, child.wait().await.unwrap().code())
+        }));
+    }
+    for h in handles {
+        let (i, code) = h.await.unwrap();
+        assert_eq!(code, Some(i % 9));
+    }
+}
+
 #[test]
 fn a_missing_program_is_not_found() {
     run(|| async {
@@ -481,21 +498,13 @@ mod unix {
 
     #[test]
     fn fifty_children_are_waited_for_at_once() {
-        run(|| async {
-            let mut handles = Vec::new();
-            for i in 0..50 {
-                let mut child = Command::new("sh")
-                    .args(["-c", &format!("sleep 0.1; exit {}", i % 9)])
+        run(|| {
+            wait_for_fifty(|code| {
+                Command::new("sh")
+                    .args(["-c", &format!("sleep 0.1; exit {code}")])
                     .spawn()
-                    .unwrap();
-                handles.push(veloq::spawn(async move {
-                    (i, child.wait().await.unwrap().code())
-                }));
-            }
-            for h in handles {
-                let (i, code) = h.await.unwrap();
-                assert_eq!(code, Some(i % 9));
-            }
+                    .unwrap()
+            })
         });
     }
 
@@ -679,21 +688,13 @@ mod windows {
 
     #[test]
     fn fifty_children_are_waited_for_at_once() {
-        run(|| async {
-            let mut handles = Vec::new();
-            for i in 0..50 {
-                let mut child = Command::new("cmd")
-                    .args(["/c", &format!("exit {}", i % 9)])
+        run(|| {
+            wait_for_fifty(|code| {
+                Command::new("cmd")
+                    .args(["/c", &format!("exit {code}")])
                     .spawn()
-                    .unwrap();
-                handles.push(veloq::spawn(async move {
-                    (i, child.wait().await.unwrap().code())
-                }));
-            }
-            for h in handles {
-                let (i, code) = h.await.unwrap();
-                assert_eq!(code, Some(i % 9));
-            }
+                    .unwrap()
+            })
         });
     }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use util::{poll_once, std_tcp_pair, stream_byte, within, Rng};
+use util::{poll_once, random_limit, spawn_pattern_writer, std_tcp_pair, stream_byte, within, Rng};
 use veloq::net::{TcpStream, UdpSocket};
 use veloq::time::{sleep, timeout};
 
@@ -121,11 +121,39 @@ fn a_dropped_vectored_read_loses_nothing() {
     });
 }
 
+/// Checks the two descriptors a test passed with `SCM_RIGHTS`: the
+/// first is the sent file, the same open file (its offset is shared, so
+/// it is rewound here) holding `text`; the second is the write end of the
+/// pipe whose read end is `r1`, and works in the receiver: `byte` written
+/// through it comes out of `r1`.
+#[cfg(unix)]
+fn check_passed_fds(
+    fds: Vec<std::os::fd::OwnedFd>,
+    text: &str,
+    mut r1: impl std::io::Read,
+    byte: &[u8],
+) {
+    use std::io::{Read, Seek, Write};
+    assert_eq!(fds.len(), 2);
+    let mut fds = fds.into_iter();
+    let mut got = std::fs::File::from(fds.next().unwrap());
+    got.rewind().unwrap();
+    let mut read = String::new();
+    got.read_to_string(&mut read).unwrap();
+    assert_eq!(read, text);
+    let mut w2 = std::fs::File::from(fds.next().unwrap());
+    w2.write_all(byte).unwrap();
+    drop(w2);
+    let mut out = Vec::new();
+    r1.read_to_end(&mut out).unwrap();
+    assert_eq!(out, byte);
+}
+
 /// Descriptors passed over a Unix stream with `SCM_RIGHTS`.
 #[cfg(unix)]
 #[test]
 fn unix_stream_passes_descriptors() {
-    use std::io::{Read, Seek, Write};
+    use std::io::Write;
     use std::os::fd::AsFd;
     veloq::block_on(async {
         let (a, b) = veloq::net::UnixStream::pair().unwrap();
@@ -149,22 +177,7 @@ fn unix_stream_passes_descriptors() {
         let (n, fds) = res.unwrap();
         assert_eq!(n, 7);
         assert_eq!(bufs[0], b"two fds");
-        assert_eq!(fds.len(), 2);
-        let mut fds = fds.into_iter();
-        // The same open file: its offset is shared.
-        let mut got = std::fs::File::from(fds.next().unwrap());
-        got.rewind().unwrap();
-        let mut text = String::new();
-        got.read_to_string(&mut text).unwrap();
-        assert_eq!(text, "passed along");
-        // The pipe's write end works in the receiver.
-        let mut w2 = std::fs::File::from(fds.next().unwrap());
-        w2.write_all(b"x").unwrap();
-        drop(w2);
-        let mut out = Vec::new();
-        let mut r1 = r1;
-        r1.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"x");
+        check_passed_fds(fds, "passed along", r1, b"x");
         // Without descriptors, recv_msg returns none.
         let (res, _) = a.send_msg(vec![b"plain".to_vec()], &[]).await;
         res.unwrap();
@@ -265,16 +278,6 @@ fn stashed_bytes_are_scattered_over_the_next_vectored_read() {
     });
 }
 
-/// A random timeout in 0..=2 ms; a third of them exactly zero (the op is
-/// submitted and cancelled in the same poll).
-fn random_limit(rng: &mut Rng) -> Duration {
-    if rng.below(3) == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_micros(rng.below(2001))
-    }
-}
-
 /// Checks `bytes` against the pattern at `*off` and advances it.
 fn check_pattern(bytes: &[u8], off: &mut u64, timeouts: usize) {
     for &b in bytes {
@@ -296,30 +299,9 @@ fn check_pattern(bytes: &[u8], off: &mut u64, timeouts: usize) {
 fn vectored_reads_under_random_timeouts_lose_no_byte() {
     const ITERATIONS: usize = if cfg!(windows) { 200 } else { 1_000 };
     within(60, || {
-        let (client, mut peer) = std_tcp_pair();
+        let (client, peer) = std_tcp_pair();
         let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let mut rng = Rng::new(5);
-                let (mut off, mut buf) = (0u64, Vec::new());
-                while !stop.load(Ordering::SeqCst) {
-                    let n = 1 + rng.below(1024) as usize;
-                    buf.clear();
-                    buf.extend((off..off + n as u64).map(stream_byte));
-                    if peer.write_all(&buf).is_err() {
-                        break;
-                    }
-                    off += n as u64;
-                    if rng.below(2) == 0 {
-                        std::thread::sleep(Duration::from_micros(rng.below(1500)));
-                    }
-                }
-                drop(peer);
-                off
-            })
-        };
+        let writer = spawn_pattern_writer(peer, 5, 1024, stop.clone());
         let (got, timeouts) = veloq::block_on(async {
             let client = TcpStream::from_std(client).unwrap();
             let mut rng = Rng::new(9);
@@ -504,20 +486,7 @@ mod unix_datagram {
             assert_eq!(back[1], b"e two");
             assert_eq!(back[2], b" three");
             assert_eq!(from.as_pathname(), Some(dir.0.join("a").as_path()));
-            assert_eq!(fds.len(), 2);
-            let mut fds = fds.into_iter();
-            let mut got = std::fs::File::from(fds.next().unwrap());
-            got.rewind().unwrap();
-            let mut text = String::new();
-            got.read_to_string(&mut text).unwrap();
-            assert_eq!(text, "the passed file");
-            let mut w2 = std::fs::File::from(fds.next().unwrap());
-            w2.write_all(b"z").unwrap();
-            drop(w2);
-            let mut out = Vec::new();
-            let mut r1 = r1;
-            r1.read_to_end(&mut out).unwrap();
-            assert_eq!(out, b"z");
+            super::check_passed_fds(fds, "the passed file", r1, b"z");
             file.rewind().unwrap();
 
             // Connected, no descriptors: none come.

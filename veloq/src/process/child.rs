@@ -252,7 +252,7 @@ impl fmt::Debug for Child {
 }
 
 /// Polls three futures together until all are done.
-async fn join3<A: Future, B: Future, C: Future>(
+pub(super) async fn join3<A: Future, B: Future, C: Future>(
     a: A,
     b: B,
     c: C,

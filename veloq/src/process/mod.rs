@@ -106,12 +106,15 @@ mod offload;
 mod pipe;
 #[cfg(target_os = "linux")]
 mod pipe_fd;
+mod pipe_io;
 #[cfg(not(target_os = "linux"))]
 mod pipe_pool;
 #[cfg(target_os = "linux")]
 mod ready;
 mod wait;
 
+#[cfg(test)]
+mod test_util;
 #[cfg(all(test, target_os = "linux"))]
 mod tests;
 

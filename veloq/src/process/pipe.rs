@@ -22,6 +22,7 @@ use crate::io::{AsyncRead, AsyncWrite};
 
 #[cfg(target_os = "linux")]
 use super::pipe_fd::Pipe;
+use super::pipe_io::{PipeRead, PipeWrite};
 #[cfg(not(target_os = "linux"))]
 use super::pipe_pool::Pipe;
 

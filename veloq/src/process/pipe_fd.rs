@@ -36,8 +36,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use super::pipe_io::{PipeRead, PipeWrite};
 use super::ready;
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{BufResult, IoBufMut};
 use crate::sync::lock;
 
 /// Most bytes one read of [`Pipe::read_to_end`] asks for (a Linux pipe
@@ -166,6 +167,39 @@ impl<P> Pipe<P> {
         Poll::Pending
     }
 
+    pub(super) async fn read_to_end(&self, mut buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {
+        let start = buf.len();
+        loop {
+            buf.reserve(CHUNK);
+            let res = poll_fn(|cx| {
+                let spare = buf.spare_capacity_mut();
+                let (ptr, want) = (spare.as_mut_ptr(), spare.len());
+                self.poll_io(cx, false, &mut |fd| {
+                    // SAFETY: `ptr[..want]` is `buf`'s spare capacity,
+                    // which nothing else touches during the call.
+                    unsafe { libc::read(fd, ptr.cast(), want) }
+                })
+            })
+            .await;
+            match res {
+                Ok(0) => return (Ok(buf.len() - start), buf),
+                // SAFETY: the kernel initialised `n <= want` bytes of the
+                // spare capacity, right after `len`.
+                Ok(n) => unsafe { buf.set_len(buf.len() + n) },
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    /// Closes the pipe (once a watch in flight lets go of it).
+    pub(super) fn poll_shutdown(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        let fd = lock(&self.shared).fd.take();
+        drop(fd);
+        Poll::Ready(())
+    }
+}
+
+impl<P> PipeRead for Pipe<P> {
     /// Reads once into `buf[off..bytes_total]`; marks what came
     /// initialised.
     ///
@@ -193,58 +227,9 @@ impl<P> Pipe<P> {
         unsafe { buf.set_init(off + n) };
         Ok(n)
     }
+}
 
-    pub(super) async fn read<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
-        if buf.bytes_total() == 0 {
-            return (Ok(0), buf);
-        }
-        // SAFETY: a read starts at 0 of a buffer with room.
-        let res = unsafe { self.read_at(&mut buf, 0).await };
-        (res, buf)
-    }
-
-    pub(super) async fn read_exact<B: IoBufMut>(&self, mut buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_total();
-        let mut filled = 0;
-        while filled < total {
-            // SAFETY: `buf[..filled]` was filled by earlier rounds, and
-            // `filled < total`.
-            match unsafe { self.read_at(&mut buf, filled).await } {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the pipe closed early");
-                    return (Err(e), buf);
-                }
-                Ok(n) => filled += n,
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
-    }
-
-    pub(super) async fn read_to_end(&self, mut buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {
-        let start = buf.len();
-        loop {
-            buf.reserve(CHUNK);
-            let res = poll_fn(|cx| {
-                let spare = buf.spare_capacity_mut();
-                let (ptr, want) = (spare.as_mut_ptr(), spare.len());
-                self.poll_io(cx, false, &mut |fd| {
-                    // SAFETY: `ptr[..want]` is `buf`'s spare capacity,
-                    // which nothing else touches during the call.
-                    unsafe { libc::read(fd, ptr.cast(), want) }
-                })
-            })
-            .await;
-            match res {
-                Ok(0) => return (Ok(buf.len() - start), buf),
-                // SAFETY: the kernel initialised `n <= want` bytes of the
-                // spare capacity, right after `len`.
-                Ok(n) => unsafe { buf.set_len(buf.len() + n) },
-                Err(e) => return (Err(e), buf),
-            }
-        }
-    }
-
+impl<P> PipeWrite for Pipe<P> {
     /// Writes once from `bytes`.
     async fn write_bytes(&self, bytes: &[u8]) -> io::Result<usize> {
         poll_fn(|cx| {
@@ -255,47 +240,6 @@ impl<P> Pipe<P> {
         })
         .await
     }
-
-    /// Closes the pipe (once a watch in flight lets go of it).
-    pub(super) fn poll_shutdown(&self, _cx: &mut Context<'_>) -> Poll<()> {
-        let fd = lock(&self.shared).fd.take();
-        drop(fd);
-        Poll::Ready(())
-    }
-
-    pub(super) async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        if buf.bytes_init() == 0 {
-            return (Ok(0), buf);
-        }
-        let res = self.write_bytes(init_bytes(&buf)).await;
-        (res, buf)
-    }
-
-    pub(super) async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        let bytes = init_bytes(&buf);
-        let mut done = 0;
-        while done < bytes.len() {
-            match self.write_bytes(&bytes[done..]).await {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the pipe took no bytes");
-                    return (Err(e), buf);
-                }
-                Ok(n) => done += n,
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
-    }
-}
-
-/// `buf[..bytes_init]`.
-fn init_bytes<B: IoBuf>(buf: &B) -> &[u8] {
-    if buf.bytes_init() == 0 {
-        return &[]; // an empty buffer's pointer may be anything, even null
-    }
-    // SAFETY: `IoBuf` promises `bytes_init` initialised bytes at
-    // `stable_ptr`, valid while `buf` is borrowed.
-    unsafe { std::slice::from_raw_parts(buf.stable_ptr(), buf.bytes_init()) }
 }
 
 /// Sets or clears `O_NONBLOCK` on `fd`'s open file description (the

@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use super::offload::to_pool;
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use super::pipe_io::{PipeRead, PipeWrite};
+use crate::buf::{BufResult, IoBufMut};
 use crate::sync::{lock, oneshot};
 
 /// Most bytes one pool job reads or writes (a Linux pipe holds 64 KiB by
@@ -203,45 +204,6 @@ impl<P: Read + Send + 'static> Pipe<P> {
         Poll::Pending
     }
 
-    pub(super) async fn read<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
-        let total = buf.bytes_total();
-        if total == 0 {
-            return (Ok(0), buf);
-        }
-        let res = poll_fn(|cx| {
-            self.poll_read_with(cx, total, &mut |src| {
-                // SAFETY: a read starts at 0 of `buf`.
-                unsafe { copy_into(&mut buf, 0, src) }
-            })
-        })
-        .await;
-        (res, buf)
-    }
-
-    pub(super) async fn read_exact<B: IoBufMut>(&self, mut buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_total();
-        let mut filled = 0;
-        while filled < total {
-            let res = poll_fn(|cx| {
-                self.poll_read_with(cx, total - filled, &mut |src| {
-                    // SAFETY: `buf[..filled]` was filled by earlier rounds,
-                    // so `filled` is within the initialised prefix.
-                    unsafe { copy_into(&mut buf, filled, src) }
-                })
-            })
-            .await;
-            match res {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the pipe closed early");
-                    return (Err(e), buf);
-                }
-                Ok(n) => filled += n,
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
-    }
-
     pub(super) async fn read_to_end(&self, mut buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {
         let start = buf.len();
         loop {
@@ -258,6 +220,19 @@ impl<P: Read + Send + 'static> Pipe<P> {
                 Err(e) => return (Err(e), buf),
             }
         }
+    }
+}
+
+impl<P: Read + Send + 'static> PipeRead for Pipe<P> {
+    async unsafe fn read_at<B: IoBufMut>(&self, buf: &mut B, off: usize) -> io::Result<usize> {
+        let want = buf.bytes_total() - off;
+        poll_fn(|cx| {
+            self.poll_read_with(cx, want, &mut |src| {
+                // SAFETY: `off <= buf.bytes_init()` (the caller's promise).
+                unsafe { copy_into(buf, off, src) }
+            })
+        })
+        .await
     }
 }
 
@@ -303,6 +278,28 @@ impl<P: Write + Send + 'static> Pipe<P> {
         }
     }
 
+    /// Closes the pipe once no write runs any more.
+    pub(super) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let pipe = {
+            let mut st = lock(&self.shared);
+            match st.pipe.take() {
+                Some(pipe) => {
+                    st.closed = true;
+                    pipe
+                }
+                None if st.closed => return Poll::Ready(()),
+                None => {
+                    add_waiter(&mut st.waiters, cx);
+                    return Poll::Pending;
+                }
+            }
+        };
+        drop(pipe);
+        Poll::Ready(())
+    }
+}
+
+impl<P: Write + Send + 'static> PipeWrite for Pipe<P> {
     /// Writes `bytes` (at most [`CHUNK`]) with one blocking call.
     async fn write_bytes(&self, bytes: &[u8]) -> io::Result<usize> {
         let mut pipe = poll_fn(|cx| self.poll_acquire(cx)).await?;
@@ -325,58 +322,4 @@ impl<P: Write + Send + 'static> Pipe<P> {
         rx.await
             .unwrap_or_else(|_| unreachable!("a write job always sends its result"))
     }
-
-    /// Closes the pipe once no write runs any more.
-    pub(super) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let pipe = {
-            let mut st = lock(&self.shared);
-            match st.pipe.take() {
-                Some(pipe) => {
-                    st.closed = true;
-                    pipe
-                }
-                None if st.closed => return Poll::Ready(()),
-                None => {
-                    add_waiter(&mut st.waiters, cx);
-                    return Poll::Pending;
-                }
-            }
-        };
-        drop(pipe);
-        Poll::Ready(())
-    }
-
-    pub(super) async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        if buf.bytes_init() == 0 {
-            return (Ok(0), buf);
-        }
-        let res = self.write_bytes(init_bytes(&buf)).await;
-        (res, buf)
-    }
-
-    pub(super) async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        let bytes = init_bytes(&buf);
-        let mut done = 0;
-        while done < bytes.len() {
-            match self.write_bytes(&bytes[done..]).await {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the pipe took no bytes");
-                    return (Err(e), buf);
-                }
-                Ok(n) => done += n,
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
-    }
-}
-
-/// `buf[..bytes_init]`.
-fn init_bytes<B: IoBuf>(buf: &B) -> &[u8] {
-    if buf.bytes_init() == 0 {
-        return &[]; // an empty buffer's pointer may be anything, even null
-    }
-    // SAFETY: `IoBuf` promises `bytes_init` initialised bytes at
-    // `stable_ptr`, valid while `buf` is borrowed.
-    unsafe { std::slice::from_raw_parts(buf.stable_ptr(), buf.bytes_init()) }
 }

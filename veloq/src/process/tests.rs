@@ -12,7 +12,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::child::join3;
 use super::offload::pool_jobs;
+use super::test_util::wait_for_many;
 use super::{Command, Stdio};
 use crate::runtime::DriverKind;
 
@@ -56,37 +58,13 @@ async fn cat_round_trip(len: usize) {
         // `stdin` drops here: end of file for `cat`.
     };
     let reader = async { stdout.read_to_end(Vec::new()).await };
-    let ((), (res, echoed)) = join2(writer, reader).await;
+    let ((), (res, echoed), ()) = join3(writer, reader, async {}).await;
     assert_eq!(res.unwrap(), len);
     assert!(echoed
         .iter()
         .enumerate()
         .all(|(i, b)| *b == (i % 251) as u8));
     assert!(child.wait().await.unwrap().success());
-}
-
-/// Polls two futures together until both are done.
-async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none() {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                ra = Some(v);
-            }
-        }
-        if rb.is_none() {
-            if let Poll::Ready(v) = b.as_mut().poll(cx) {
-                rb = Some(v);
-            }
-        }
-        if ra.is_some() && rb.is_some() {
-            Poll::Ready((ra.take().unwrap(), rb.take().unwrap()))
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 #[test]
@@ -137,20 +115,13 @@ async fn driver_path() {
         );
 
         // Many children waited for at once.
-        let mut handles = Vec::new();
-        for i in 0..50 {
-            let mut child = Command::new("sh")
-                .args(["-c", &format!("sleep 0.05; exit {}", i % 7)])
+        wait_for_many(50, 7, |code| {
+            Command::new("sh")
+                .args(["-c", &format!("sleep 0.05; exit {code}")])
                 .spawn()
-                .unwrap();
-            handles.push(crate::spawn(async move {
-                (i, child.wait().await.unwrap().code())
-            }));
-        }
-        for h in handles {
-            let (i, code) = h.await.unwrap();
-            assert_eq!(code, Some(i % 7));
-        }
+                .unwrap()
+        })
+        .await;
     }
 }
 

@@ -307,6 +307,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::offload::pool_jobs;
+    use super::super::test_util::wait_for_many;
     use super::super::Command;
 
     #[test]
@@ -328,20 +329,13 @@ mod tests {
             assert!(!child.wait().await.unwrap().success());
 
             // Many at once.
-            let mut handles = Vec::new();
-            for i in 0..20 {
-                let mut child = Command::new("cmd")
-                    .args(["/c", &format!("exit {}", i % 5)])
+            wait_for_many(20, 5, |code| {
+                Command::new("cmd")
+                    .args(["/c", &format!("exit {code}")])
                     .spawn()
-                    .unwrap();
-                handles.push(crate::spawn(async move {
-                    (i, child.wait().await.unwrap().code())
-                }));
-            }
-            for h in handles {
-                let (i, code) = h.await.unwrap();
-                assert_eq!(code, Some(i % 5));
-            }
+                    .unwrap()
+            })
+            .await;
         });
         assert_eq!(pool_jobs(), before, "no wait may use the pool");
     }

@@ -8,8 +8,10 @@ pub mod stream_check;
 pub mod torture;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use veloq::buf::{IoBuf, IoBufMut};
 use veloq::net::{TcpListener, TcpStream};
@@ -163,6 +165,26 @@ unsafe impl IoBufMut for CountedBuf {
     }
 }
 
+/// Runs `f` in a fresh runtime with a fresh, created directory (removed
+/// afterwards), failing if it takes more than 30 s.
+pub fn in_dir<F, Fut>(tag: &'static str, f: F)
+where
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    within(30, move || {
+        let dir = TempPath::new(tag);
+        std::fs::create_dir(&dir.0).unwrap();
+        veloq::block_on(f(dir.0.clone()));
+        drop(dir);
+    })
+}
+
+/// The kind of the error `res` must be.
+pub fn kind<T: std::fmt::Debug>(res: std::io::Result<T>) -> std::io::ErrorKind {
+    res.expect_err("expected an error").kind()
+}
+
 /// Runs `f` on a fresh thread and panics if it does not return within
 /// `secs` seconds, so a hang fails the test instead of stalling the run.
 pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -275,6 +297,48 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// A random timeout in 0..=2 ms; a third of them exactly zero (the op is
+/// submitted and cancelled in the same poll: the closest race).
+pub fn random_limit(rng: &mut Rng) -> Duration {
+    if rng.below(3) == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(rng.below(2001))
+    }
+}
+
+/// Writes the [`stream_byte`] pattern into `peer` from a thread of its
+/// own, in chunks of 1 to `max_chunk` bytes (random, from `Rng::new(seed)`)
+/// with a random pause of up to 1.5 ms after about half of them, until
+/// `stop` is set or the reader goes away; then closes `peer`. The thread
+/// returns how many bytes it wrote.
+pub fn spawn_pattern_writer(
+    mut peer: std::net::TcpStream,
+    seed: u64,
+    max_chunk: u64,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut rng = Rng::new(seed);
+        let (mut off, mut buf) = (0u64, Vec::new());
+        while !stop.load(Ordering::SeqCst) {
+            let n = 1 + rng.below(max_chunk) as usize;
+            buf.clear();
+            buf.extend((off..off + n as u64).map(stream_byte));
+            if peer.write_all(&buf).is_err() {
+                break;
+            }
+            off += n as u64;
+            if rng.below(2) == 0 {
+                std::thread::sleep(Duration::from_micros(rng.below(1500)));
+            }
+        }
+        drop(peer);
+        off
+    })
 }
 
 /// What `guarded` buffers are filled with when dropped.

@@ -135,16 +135,6 @@ fn udp_send_vec_recv_vec_gather_and_scatter() {
             buf: second.as_mut_ptr(),
         },
     ];
-    let recv = submit(
-        &mut d,
-        op::RecvVec {
-            fd: socket_fd(&b),
-            bufs: recv_bufs.as_mut_ptr(),
-            count: 2,
-            from: true,
-        },
-    )
-    .unwrap();
     let parts: [&[u8]; 3] = [b"ab", b"cdef", b"ghi"];
     let send_bufs: Vec<WSABUF> = parts
         .iter()
@@ -153,18 +143,7 @@ fn udp_send_vec_recv_vec_gather_and_scatter() {
             buf: p.as_ptr().cast_mut(),
         })
         .collect();
-    let send = submit(
-        &mut d,
-        op::SendVec {
-            fd: socket_fd(&a),
-            bufs: send_bufs.as_ptr(),
-            count: 3,
-            addr: Some(b_addr),
-        },
-    )
-    .unwrap();
-    assert_eq!(run(&mut d, send).res.unwrap(), 9);
-    let out = run(&mut d, recv);
+    let out = vec_round(&mut d, (&a, &b, b_addr), &mut recv_bufs, &send_bufs);
     assert_eq!(out.res.unwrap(), 9);
     assert_eq!(out.addr, Some(a_addr));
     assert_eq!(&first, b"abc");
@@ -172,31 +151,44 @@ fn udp_send_vec_recv_vec_gather_and_scatter() {
 
     // Cut to 3 + 2 bytes of room.
     recv_bufs[1].len = 2;
+    let out = vec_round(&mut d, (&a, &b, b_addr), &mut recv_bufs, &send_bufs);
+    assert_eq!(out.res.unwrap(), 5);
+    assert_eq!(out.addr, Some(a_addr));
+    assert_eq!((&first[..], &second[..2]), (&b"abc"[..], &b"de"[..]));
+}
+
+/// One round of the test above: posts a `RecvVec` of two buffers
+/// (`recv`) on `b`, then sends the three parts of `send` from `a` to
+/// `b_addr` in one `SendVec` and checks all 9 bytes went; the receive's
+/// output.
+fn vec_round(
+    d: &mut IocpDriver,
+    (a, b, b_addr): (&Socket, &Socket, SocketAddr),
+    recv: &mut [windows_sys::Win32::Networking::WinSock::WSABUF],
+    send: &[windows_sys::Win32::Networking::WinSock::WSABUF],
+) -> OpOutput {
     let recv = submit(
-        &mut d,
+        d,
         op::RecvVec {
-            fd: socket_fd(&b),
-            bufs: recv_bufs.as_mut_ptr(),
+            fd: socket_fd(b),
+            bufs: recv.as_mut_ptr(),
             count: 2,
             from: true,
         },
     )
     .unwrap();
     let send = submit(
-        &mut d,
+        d,
         op::SendVec {
-            fd: socket_fd(&a),
-            bufs: send_bufs.as_ptr(),
+            fd: socket_fd(a),
+            bufs: send.as_ptr(),
             count: 3,
             addr: Some(b_addr),
         },
     )
     .unwrap();
-    assert_eq!(run(&mut d, send).res.unwrap(), 9);
-    let out = run(&mut d, recv);
-    assert_eq!(out.res.unwrap(), 5);
-    assert_eq!(out.addr, Some(a_addr));
-    assert_eq!((&first[..], &second[..2]), (&b"abc"[..], &b"de"[..]));
+    assert_eq!(run(d, send).res.unwrap(), 9);
+    run(d, recv)
 }
 
 // ---- cancellation -----------------------------------------------------------------
