@@ -103,6 +103,16 @@ set +e
 # summary covers the whole suite.
 cargo test -p veloq --target "$TARGET" -Zbuild-std --no-fail-fast "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
+# Wine itself sometimes fails to start a program ("wine client error:0:
+# recvmsg: Connection reset by peer": the process lost its wineserver
+# before main, so no test ran). Seen once in CI. When that is the only
+# failure (no test reported FAILED), the run is repeated once; a real test
+# failure is never retried.
+if ((status != 0)) && grep -q '^wine client error' "$LOG" && ! grep -q '^test result: FAILED' "$LOG"; then
+    log "Wine failed to start a test program (wine client error); running once more"
+    cargo test -p veloq --target "$TARGET" -Zbuild-std --no-fail-fast "$@" 2>&1 | tee "$LOG"
+    status=${PIPESTATUS[0]}
+fi
 set -e
 cp "$LOG" "$CARGO_TARGET_DIR/test-windows.log" || true
 # Let the Wine server exit by itself (it lingers a few seconds after the
