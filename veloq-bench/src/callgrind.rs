@@ -26,7 +26,6 @@
 //! (SIGKILL; no final dump). The dumps stay in `--keep` (default
 //! `/tmp/veloq-callgrind`) for `callgrind_annotate`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -209,16 +208,7 @@ fn measure(server: &str, conns: usize, rate: f64, o: &CgOpts) -> Result<Run, Str
         cmd.spawn()
             .map_err(|e| format!("valgrind: {e} (is valgrind installed?)"))?,
     );
-    let out = child.0.stdout.take().ok_or("no server stdout")?;
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let addr = line
-        .trim()
-        .strip_prefix("LISTENING ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("{server} under valgrind did not start (said {line:?})"))?;
+    let addr = crate::echo::read_listening(&mut child.0, &format!("{server} under valgrind"))?;
     let pid = child.0.id();
     let spec = LoadSpec {
         addr,

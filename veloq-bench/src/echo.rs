@@ -20,6 +20,20 @@ use crate::report::Report;
 use crate::stats::{median, Better, Figure};
 use crate::sys;
 
+/// Reads the `LISTENING <addr>` line a server child prints on its stdout
+/// once it accepts; `what` names the server in the error.
+pub fn read_listening(child: &mut Child, what: &str) -> Result<SocketAddr, String> {
+    let out = child.stdout.take().ok_or("no server stdout")?;
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    line.trim()
+        .strip_prefix("LISTENING ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("{what} did not start (said {line:?})"))
+}
+
 /// (server CPU, client CPU): 0 and 1, or `VELOQ_BENCH_CPUS=S,C` (for
 /// machines where 0 and 1 are hyper-threads of one core). Child server
 /// processes inherit the variable.
@@ -60,16 +74,7 @@ impl Server {
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("spawn server: {e}"))?;
-        let out = child.stdout.take().ok_or("no server stdout")?;
-        let mut line = String::new();
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("{runtime} server did not start (said {line:?})"))?;
+        let addr = read_listening(&mut child, &format!("{runtime} server"))?;
         Ok(Server { child, addr })
     }
 
