@@ -33,10 +33,16 @@
 //! (the kernel fills it later). `Compat` therefore owns its buffers and
 //! copies between them and the caller's slices, using the same ops (and
 //! the same cancel-safe reads) as the rest of veloq, so it behaves the
-//! same on io_uring, epoll and IOCP. The alternative, a readiness path
-//! (io_uring `POLL_ADD`, epoll, an AFD poll on Windows) and then direct
-//! non-blocking syscalls, would save the copy but needs a second
-//! implementation per driver; on IOCP it has no clean equivalent.
+//! same on io_uring, epoll and IOCP.
+//!
+//! One exception, on Linux: a write of 8 KiB or more (hyper's response
+//! head plus a large body, say) to a `TcpStream` or `UnixStream`, made
+//! while nothing is staged and no write op is in flight, is first tried
+//! as one non-blocking `sendmsg` straight from the caller's slices (see
+//! `compat/direct.rs`): no copy, no op, no allocation. What the socket
+//! takes is accepted; if it would block, the write takes the buffered
+//! path below, whose op waits for the socket. The call never leaves
+//! anything in flight, so the guarantees below hold unchanged.
 //!
 //! - **Reads.** One read op at a time fills a 64 KiB read buffer; the op's
 //!   future (which owns the buffer) is kept inside the `Compat`, so a
@@ -83,9 +89,10 @@
 //! for a quarter of the memory per connection; on epoll the curve is flat
 //! beyond 16–64 KiB. [`Compat::with_capacity`] chooses other sizes.
 //!
-//! Each op's future is boxed (one allocation per op): the future types of
-//! the owned-buffer traits cannot be named, so they are stored as trait
-//! objects.
+//! The op futures' types cannot be named (the owned-buffer traits return
+//! `impl Future`), so they live behind trait objects; each kind of op
+//! (read, write, flush) gets one allocation on first use, reused by every
+//! later op of that kind (`compat/slot.rs`), not one allocation per op.
 
 use std::fmt;
 use std::future::Future;
@@ -98,13 +105,19 @@ use std::task::{ready, Context, Poll};
 use crate::buf::BufResult;
 use crate::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+mod direct;
+mod slot;
+
+use slot::BoxSlot;
+
 /// Default read buffer size; see the module docs ("Sizes").
 const DEFAULT_READ_CAPACITY: usize = 64 * 1024;
 /// Default size of each of the two write buffers.
 const DEFAULT_WRITE_CAPACITY: usize = 64 * 1024;
 
-type ReadOp = Pin<Box<dyn Future<Output = BufResult<usize, Vec<u8>>>>>;
-type WriteOp = Pin<Box<dyn Future<Output = BufResult<(), Vec<u8>>>>>;
+type ReadSlot = BoxSlot<Vec<u8>, BufResult<usize, Vec<u8>>>;
+type WriteSlot = BoxSlot<Vec<u8>, BufResult<(), Vec<u8>>>;
+type FlushSlot = BoxSlot<(), io::Result<()>>;
 type UnitOp = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
 /// A veloq stream seen through the poll-based `futures-io` and `tokio`
@@ -132,7 +145,15 @@ struct ReadSide {
     buf: Vec<u8>,
     pos: usize,
     cap: usize,
-    op: Option<ReadOp>,
+    /// Where the read ops run (made on first use, reused).
+    op: Option<ReadSlot>,
+}
+
+impl ReadSide {
+    /// Whether a read op is in flight.
+    fn reading(&self) -> bool {
+        self.op.as_ref().is_some_and(|s| s.running())
+    }
 }
 
 /// The write buffers, the ops, and the error state.
@@ -142,10 +163,11 @@ struct WriteSide {
     /// The `Vec` of the last completed op, kept for reuse.
     spare: Vec<u8>,
     cap: usize,
-    /// The write op in flight: writes all of its buffer.
-    op: Option<WriteOp>,
-    /// The stream's `flush` in progress (after the buffers drained).
-    flush: Option<UnitOp>,
+    /// Where the write ops run (made on first use, reused); one in flight
+    /// writes all of its buffer.
+    op: Option<WriteSlot>,
+    /// Where the stream's `flush` runs (after the buffers drained).
+    flush: Option<FlushSlot>,
     /// The stream's `shutdown` in progress.
     shutdown: Option<UnitOp>,
     /// Shut down successfully: no more writes.
@@ -157,6 +179,11 @@ struct WriteSide {
 }
 
 impl WriteSide {
+    /// Whether a write op is in flight.
+    fn writing(&self) -> bool {
+        self.op.as_ref().is_some_and(|s| s.running())
+    }
+
     /// The error the next write-side call must return, if any.
     fn take_error(&mut self) -> Option<io::Error> {
         if let Some(e) = self.error.take() {
@@ -237,22 +264,26 @@ where
         if r.pos < r.buf.len() {
             return Poll::Ready(Ok(&r.buf[r.pos..]));
         }
-        if r.op.is_none() {
+        let op = r.op.get_or_insert_with(|| {
+            let stream = self.stream.clone();
+            slot::boxed(move |buf: Vec<u8>| {
+                let stream = stream.clone();
+                async move {
+                    let mut reader: &S = &stream;
+                    AsyncRead::read(&mut reader, buf).await
+                }
+            })
+        });
+        if !op.running() {
             let mut buf = mem::take(&mut r.buf);
             buf.clear();
             r.pos = 0;
             if buf.capacity() < r.cap {
                 buf.reserve_exact(r.cap);
             }
-            let stream = self.stream.clone();
-            r.op = Some(Box::pin(async move {
-                let mut reader: &S = &stream;
-                AsyncRead::read(&mut reader, buf).await
-            }));
+            op.as_mut().start(buf);
         }
-        let op = r.op.as_mut().expect("a read op is in flight");
-        let (res, mut buf) = ready!(op.as_mut().poll(cx));
-        r.op = None;
+        let (res, mut buf) = ready!(op.as_mut().poll_op(cx));
         match res {
             Ok(n) => {
                 buf.truncate(n);
@@ -298,9 +329,8 @@ where
     fn drive_writes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let w = &mut self.write;
         loop {
-            if let Some(op) = w.op.as_mut() {
-                let (res, mut buf) = ready!(op.as_mut().poll(cx));
-                w.op = None;
+            if let Some(op) = w.op.as_mut().filter(|op| op.running()) {
+                let (res, mut buf) = ready!(op.as_mut().poll_op(cx));
                 buf.clear();
                 w.spare = buf;
                 if let Err(e) = res {
@@ -315,11 +345,17 @@ where
                 return Poll::Ready(Ok(()));
             }
             let buf = mem::replace(&mut w.stage, mem::take(&mut w.spare));
-            let stream = self.stream.clone();
-            w.op = Some(Box::pin(async move {
-                let mut writer: &S = &stream;
-                writer.write_all(buf).await
-            }));
+            let op = w.op.get_or_insert_with(|| {
+                let stream = self.stream.clone();
+                slot::boxed(move |buf: Vec<u8>| {
+                    let stream = stream.clone();
+                    async move {
+                        let mut writer: &S = &stream;
+                        writer.write_all(buf).await
+                    }
+                })
+            });
+            op.as_mut().start(buf);
         }
     }
 
@@ -345,6 +381,18 @@ where
         if let Poll::Ready(Err(e)) = self.drive_writes(cx) {
             return Poll::Ready(Err(e));
         }
+        if !self.write.writing() && self.write.stage.is_empty() && direct::worth_it(bufs) {
+            // Nothing buffered can be overtaken: send from the caller's
+            // slices (see `direct`); if the socket would block, buffer.
+            match direct::try_write(&*self.stream, bufs) {
+                Some(Ok(n)) => return Poll::Ready(Ok(n)),
+                Some(Err(e)) => {
+                    self.write.broken = Some(e.kind());
+                    return Poll::Ready(Err(e));
+                }
+                None => {}
+            }
+        }
         let w = &mut self.write;
         let room = w.cap - w.stage.len();
         if room == 0 {
@@ -368,7 +416,7 @@ where
                 break;
             }
         }
-        if w.op.is_none() {
+        if !w.writing() {
             // Start sending now. The bytes are accepted whatever happens,
             // so an immediate failure is reported by the next call.
             if let Poll::Ready(Err(e)) = self.drive_writes(cx) {
@@ -389,14 +437,18 @@ where
         let w = &mut self.write;
         let op = w.flush.get_or_insert_with(|| {
             let stream = self.stream.clone();
-            Box::pin(async move {
-                let mut writer: &S = &stream;
-                AsyncWrite::flush(&mut writer).await
+            slot::boxed(move |()| {
+                let stream = stream.clone();
+                async move {
+                    let mut writer: &S = &stream;
+                    AsyncWrite::flush(&mut writer).await
+                }
             })
         });
-        let res = ready!(op.as_mut().poll(cx));
-        w.flush = None;
-        Poll::Ready(res)
+        if !op.running() {
+            op.as_mut().start(());
+        }
+        op.as_mut().poll_op(cx)
     }
 
     fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -429,9 +481,9 @@ impl<S: fmt::Debug> fmt::Debug for Compat<S> {
         f.debug_struct("Compat")
             .field("stream", &self.stream)
             .field("read_buffered", &(self.read.buf.len() - self.read.pos))
-            .field("reading", &self.read.op.is_some())
+            .field("reading", &self.read.reading())
             .field("write_staged", &self.write.stage.len())
-            .field("writing", &self.write.op.is_some())
+            .field("writing", &self.write.writing())
             .field("closed", &self.write.closed)
             .finish()
     }

@@ -102,6 +102,16 @@ fn poll_write<W: futures_util::io::AsyncWrite + Unpin>(
     Pin::new(io).poll_write(&mut cx, data)
 }
 
+/// One `poll_write_vectored` with a no-op waker.
+#[cfg(target_os = "linux")]
+fn poll_write_vectored<W: futures_util::io::AsyncWrite + Unpin>(
+    io: &mut W,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    Pin::new(io).poll_write_vectored(&mut cx, bufs)
+}
+
 /// One `poll_flush` with a no-op waker.
 fn poll_flush<W: futures_util::io::AsyncWrite + Unpin>(io: &mut W) -> Poll<io::Result<()>> {
     let mut cx = Context::from_waker(Waker::noop());
@@ -626,6 +636,168 @@ mod tokio_io {
                     io.read_exact(&mut got).await.unwrap();
                     assert!(got == msg, "round {round}: bytes lost");
                 }
+            })
+        });
+    }
+}
+
+/// Large writes (8 KiB and more, all slices together) go straight from the
+/// caller's slices to the socket on Linux; these tests hold that path and
+/// its fallback to the stage to `Compat`'s guarantees, on every driver
+/// (on Windows the same writes take the buffered path).
+mod direct {
+    use super::*;
+    use futures_util::io::AsyncWriteExt;
+    use util::Rng;
+
+    /// Bytes written by `mixed_sizes_and_cancelled_writes_keep_order`:
+    /// less under Wine, where every op is slow and its sockets never push
+    /// back (so the stage path is all there is to exercise).
+    #[cfg(not(windows))]
+    const MIXED_TOTAL: usize = 16 << 20;
+    #[cfg(windows)]
+    const MIXED_TOTAL: usize = 1 << 20;
+
+    /// A reader thread that drains `peer` slowly (a small receive buffer,
+    /// a 3 ms pause every 128 KiB, so the socket fills and the writer must fall
+    /// back to its stage) and returns everything it read.
+    fn slow_reader(mut peer: std::net::TcpStream) -> std::thread::JoinHandle<Vec<u8>> {
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(16 * 1024)
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = peer.read(&mut buf).unwrap();
+                if n == 0 {
+                    return all;
+                }
+                all.extend_from_slice(&buf[..n]);
+                if all.len() % (128 * 1024) < n {
+                    // Longer than the 0-2 ms write timeouts below.
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+            }
+        })
+    }
+
+    /// A head and a 64 KiB body in one vectored call: one `sendmsg` takes
+    /// far more than the 1 KiB stage could (Linux), and the peer gets the
+    /// bytes in order.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn head_and_body_skip_the_stage() {
+        within(30, || {
+            veloq::block_on(async {
+                let (stream, peer) = std_peer().await;
+                let reader = slow_reader(peer);
+                let mut io = Compat::with_capacity(1024, 1024, stream);
+                let head = pattern(120, 1);
+                let body = pattern(64 * 1024, 2);
+                let n =
+                    match poll_write_vectored(&mut io, &[IoSlice::new(&head), IoSlice::new(&body)])
+                    {
+                        Poll::Ready(Ok(n)) => n,
+                        other => panic!("expected Ready(Ok), got {other:?}"),
+                    };
+                assert!(n > 1024, "only {n} bytes accepted: the stage was used");
+                let mut expect = head.clone();
+                expect.extend_from_slice(&body);
+                io.write_all(&expect[n..]).await.unwrap();
+                io.close().await.unwrap();
+                drop(io);
+                assert!(reader.join().unwrap() == expect);
+            })
+        });
+    }
+
+    /// Random sizes on both sides of the threshold, plain and vectored,
+    /// each write under a random 0-2 ms timeout, against a slow reader: the
+    /// direct path, the would-block fallback to the stage and back, and
+    /// writes dropped while pending. Exactly the bytes of the calls that
+    /// returned `Ok(n)` arrive, in order, none twice.
+    #[test]
+    fn mixed_sizes_and_cancelled_writes_keep_order() {
+        within(120, || {
+            veloq::block_on(async {
+                let (stream, peer) = std_peer().await;
+                let reader = slow_reader(peer);
+                let mut io = Compat::with_capacity(1024, 4096, stream);
+                let mut rng = Rng::new(7);
+                let mut expect = Vec::new();
+                let data = pattern(1 << 20, 7);
+                let mut cancelled = 0;
+                while expect.len() < MIXED_TOTAL {
+                    let len = 1 + rng.below(100_000) as usize;
+                    let at = rng.below((data.len() - len) as u64) as usize;
+                    let msg = &data[at..at + len];
+                    let split = rng.below(len as u64) as usize;
+                    let limit = Duration::from_micros(rng.below(2000));
+                    let vectored = rng.below(2) == 0;
+                    let res = veloq::time::timeout(limit, async {
+                        if vectored {
+                            let bufs = [IoSlice::new(&msg[..split]), IoSlice::new(&msg[split..])];
+                            io.write_vectored(&bufs).await
+                        } else {
+                            io.write(msg).await
+                        }
+                    })
+                    .await;
+                    match res {
+                        Ok(Ok(n)) => {
+                            assert!(n > 0 && n <= len);
+                            expect.extend_from_slice(&msg[..n]);
+                        }
+                        Ok(Err(e)) => panic!("write failed: {e}"),
+                        Err(_) => cancelled += 1,
+                    }
+                }
+                io.close().await.unwrap();
+                drop(io);
+                let all = reader.join().unwrap();
+                assert_eq!(all.len(), expect.len());
+                assert!(all == expect, "the peer got other bytes than were accepted");
+                eprintln!("{cancelled} writes cancelled while pending");
+            })
+        });
+    }
+
+    /// A failed large write is reported by `poll_write` itself (no flush
+    /// is ever called), and the stream stays broken.
+    #[test]
+    fn write_error_surfaces_without_flush() {
+        within(30, || {
+            veloq::block_on(async {
+                let (stream, peer) = std_peer().await;
+                socket2::SockRef::from(&peer)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(peer);
+                veloq::time::sleep(Duration::from_millis(50)).await;
+                let mut io = Compat::new(stream);
+                let chunk = vec![7u8; 64 * 1024];
+                let mut err = None;
+                for _ in 0..100 {
+                    match io.write(&chunk).await {
+                        Ok(n) => assert!(n > 0),
+                        Err(e) => {
+                            err = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let err = err.expect("poll_write never reported the reset");
+                assert!(
+                    matches!(
+                        err.kind(),
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::BrokenPipe
+                            | io::ErrorKind::ConnectionAborted
+                    ),
+                    "unexpected error {err:?}"
+                );
+                assert_eq!(io.write(&chunk).await.unwrap_err().kind(), err.kind());
             })
         });
     }

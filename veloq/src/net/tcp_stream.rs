@@ -67,6 +67,17 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
+    /// The socket, for `compat::Compat`'s direct writes.
+    #[cfg_attr(
+        not(all(target_os = "linux", any(feature = "futures-io", feature = "tokio"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+}
+
+impl TcpStream {
     pub(crate) fn from_socket(socket: Socket) -> TcpStream {
         TcpStream { socket }
     }

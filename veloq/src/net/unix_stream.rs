@@ -237,6 +237,17 @@ pub struct UnixStream {
 }
 
 impl UnixStream {
+    /// The socket, for `compat::Compat`'s direct writes.
+    #[cfg_attr(
+        not(all(target_os = "linux", any(feature = "futures-io", feature = "tokio"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+}
+
+impl UnixStream {
     /// Connects to the socket at `path` (a NUL first byte: an abstract
     /// name, on Linux).
     ///
