@@ -43,12 +43,12 @@ cargo test --workspace
 command -v curl >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 }
-cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper --test https
+cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test compat_alloc --test tls --test hyper --test https
 cargo test -p veloq --features "$COMPAT_FEATURES" --doc -- compat hyper
 
 step "Linux leg: unit + integration tests on the epoll driver (VELOQ_DRIVER=epoll)"
 VELOQ_DRIVER=epoll cargo test -p veloq --tests
-VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test tls --test hyper --test https
+VELOQ_DRIVER=epoll cargo test -p veloq --features "$COMPAT_FEATURES" --test compat --test compat_alloc --test tls --test hyper --test https
 
 step "Linux leg: loom models of the cross-thread state machines (--cfg loom)"
 scripts/test-loom.sh
@@ -73,4 +73,4 @@ scripts/test-windows.sh --clippy --features "$COMPAT_FEATURES"
 
 step "Windows leg: cargo test under Wine (IOCP driver)"
 scripts/test-windows.sh
-scripts/test-windows.sh --test compat --test hyper --test tls --test https --features "$COMPAT_FEATURES"
+scripts/test-windows.sh --test compat --test compat_alloc --test hyper --test tls --test https --features "$COMPAT_FEATURES"

@@ -658,14 +658,35 @@ mod direct {
     #[cfg(windows)]
     const MIXED_TOTAL: usize = 1 << 20;
 
-    /// A reader thread that drains `peer` slowly (a small receive buffer,
-    /// a 3 ms pause every 128 KiB, so the socket fills and the writer must fall
-    /// back to its stage) and returns everything it read.
-    fn slow_reader(mut peer: std::net::TcpStream) -> std::thread::JoinHandle<Vec<u8>> {
-        socket2::SockRef::from(&peer)
-            .set_recv_buffer_size(16 * 1024)
+    /// A veloq stream and a reader thread on its peer that drains it slowly
+    /// (a small receive buffer, a 3 ms pause every 128 KiB, so the socket
+    /// fills and the writer must fall back to its stage); the thread
+    /// returns everything it read.
+    ///
+    /// The receive buffer is set on the listening socket, before the
+    /// handshake, so the window the peer advertises fits the connection's
+    /// segment size. Shrinking it on the connected socket instead left a
+    /// window (27 KiB) below the loopback MSS (32 KiB) while the writer had
+    /// megabytes queued, and Linux then sent nothing but zero-length window
+    /// probes: the transfer stalled in the kernel in about half the runs.
+    async fn slow_peer() -> (TcpStream, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        listener.set_recv_buffer_size(16 * 1024).unwrap();
+        listener
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
             .unwrap();
-        std::thread::spawn(move || {
+        listener.listen(1).unwrap();
+        let listener: std::net::TcpListener = listener.into();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let reader = std::thread::spawn(move || {
             let mut all = Vec::new();
             let mut buf = vec![0u8; 16 * 1024];
             loop {
@@ -679,7 +700,8 @@ mod direct {
                     std::thread::sleep(Duration::from_millis(3));
                 }
             }
-        })
+        });
+        (stream, reader)
     }
 
     /// A head and a 64 KiB body in one vectored call: one `sendmsg` takes
@@ -690,8 +712,7 @@ mod direct {
     fn head_and_body_skip_the_stage() {
         within(30, || {
             veloq::block_on(async {
-                let (stream, peer) = std_peer().await;
-                let reader = slow_reader(peer);
+                let (stream, reader) = slow_peer().await;
                 let mut io = Compat::with_capacity(1024, 1024, stream);
                 let head = pattern(120, 1);
                 let body = pattern(64 * 1024, 2);
@@ -721,8 +742,7 @@ mod direct {
     fn mixed_sizes_and_cancelled_writes_keep_order() {
         within(120, || {
             veloq::block_on(async {
-                let (stream, peer) = std_peer().await;
-                let reader = slow_reader(peer);
+                let (stream, reader) = slow_peer().await;
                 let mut io = Compat::with_capacity(1024, 4096, stream);
                 let mut rng = Rng::new(7);
                 let mut expect = Vec::new();
