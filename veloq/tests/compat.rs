@@ -666,12 +666,12 @@ mod direct {
     /// The receive buffer is set on the listening socket, before the
     /// handshake, so the window the peer advertises fits the connection's
     /// segment size. Shrinking it on the connected socket instead left a
-    /// window (27 KiB) below the loopback MSS (32 KiB) while the writer had
-    /// megabytes queued, and Linux then sent nothing but zero-length window
-    /// probes: the transfer stalled in the kernel in most runs with the
-    /// io_uring driver (none of 12 with epoll, none in a plain-socket
-    /// reproduction outside veloq; the cause inside the kernel is not
-    /// known).
+    /// window (27 KiB) below the loopback MSS (32 KiB): the sender's
+    /// silly-window avoidance then sent one window per persist-timer probe,
+    /// about 27 KiB every 200 ms (`nstat`: one zero-window advertisement
+    /// and one reopening per probe), and 16 MiB took minutes. Which runs
+    /// fell into that state depended on timing: most with the io_uring
+    /// driver, none of 12 with epoll.
     async fn slow_peer() -> (TcpStream, std::thread::JoinHandle<Vec<u8>>) {
         let listener = socket2::Socket::new(
             socket2::Domain::IPV4,
