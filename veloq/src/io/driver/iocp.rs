@@ -28,9 +28,11 @@
 //! IocpOp built ─submit─► moved into an OpStore cell (OpRef in the slot)
 //!   ├─ Err: nothing in flight ─────────────────────────► slot + op freed
 //!   ├─ Ready / Immediate (skip-on-success) ─► Completed ─► output stored
-//!   └─ InKernel / Offloaded ─ one packet dequeued ─► Completed ─► output
-//!         (raw pointer only)                          (&mut allowed)
-//! output stored ─poll─► handed out, slot + op freed
+//!   ├─ InKernel / Offloaded ─ one packet dequeued ─► Completed ─► output
+//!   │     (raw pointer only)                          (&mut allowed)
+//!   └─ InKernel, status already final ─► Finished: output stored, op moved
+//!         from the slot to `finished` ─ its packet dequeued ─► op freed
+//! output stored ─poll─► handed out, slot (+ op, if still there) freed
 //! cancelled slot ─packet─► slot + op freed, hook(output)
 //! ```
 //!
@@ -43,9 +45,11 @@
 //!   the `submit_*` calls). No reference covers its `OVERLAPPED`, its
 //!   payload or `header.blocking` then.
 //! - An op's cell is freed (and reused) only by `OpRef::drop`, which aborts
-//!   on an in-flight op; the registry frees a slot of an in-flight op only
-//!   after its packet was processed. So the `OVERLAPPED*` in a dequeued
-//!   packet always points at a live op.
+//!   on an in-flight (or `Finished`) op; the registry frees a slot of an
+//!   in-flight op only after its packet was processed, and a `Finished`
+//!   op's `OpRef` sits in `finished`, not in a slot, until its packet.
+//!   So the `OVERLAPPED*` in a dequeued packet always points at a live
+//!   op.
 //! - The packet orders the kernel's (or the pool's) writes before the
 //!   driver's reads: after dequeuing it, the driver is the op's only user,
 //!   marks it `Completed` and may use `&mut IocpOp`.

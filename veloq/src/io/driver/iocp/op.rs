@@ -31,9 +31,10 @@
 //!
 //! ```text
 //! Built ──submit──► InKernel ──completion dequeued──► Completed
-//!   │                  │                                 ▲
-//!   │                  └─ done at submit ─► Finished ─ packet dequeued
-//!   └─────submit──► Offloaded ──pool posts result────────┘
+//!   │                  │                                 ▲ ▲
+//!   │                  └─ final at submit ─► Finished ───┘ │ (its packet
+//!   │                                                      │  dequeued)
+//!   └─────submit──► Offloaded ──pool posts result──────────┘
 //! ```
 //!
 //! `Finished` is an op the kernel reported pending whose `OVERLAPPED`
