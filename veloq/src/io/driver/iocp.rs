@@ -28,9 +28,11 @@
 //! IocpOp built ─submit─► moved into an OpStore cell (OpRef in the slot)
 //!   ├─ Err: nothing in flight ─────────────────────────► slot + op freed
 //!   ├─ Ready / Immediate (skip-on-success) ─► Completed ─► output stored
-//!   └─ InKernel / Offloaded ─ one packet dequeued ─► Completed ─► output
-//!         (raw pointer only)                          (&mut allowed)
-//! output stored ─poll─► handed out, slot + op freed
+//!   ├─ InKernel / Offloaded ─ one packet dequeued ─► Completed ─► output
+//!   │     (raw pointer only)                          (&mut allowed)
+//!   └─ InKernel, status already final ─► Finished: output stored, op moved
+//!         from the slot to `finished` ─ its packet dequeued ─► op freed
+//! output stored ─poll─► handed out, slot (+ op, if still there) freed
 //! cancelled slot ─packet─► slot + op freed, hook(output)
 //! ```
 //!
@@ -43,9 +45,11 @@
 //!   the `submit_*` calls). No reference covers its `OVERLAPPED`, its
 //!   payload or `header.blocking` then.
 //! - An op's cell is freed (and reused) only by `OpRef::drop`, which aborts
-//!   on an in-flight op; the registry frees a slot of an in-flight op only
-//!   after its packet was processed. So the `OVERLAPPED*` in a dequeued
-//!   packet always points at a live op.
+//!   on an in-flight (or `Finished`) op; the registry frees a slot of an
+//!   in-flight op only after its packet was processed, and a `Finished`
+//!   op's `OpRef` sits in `finished`, not in a slot, until its packet.
+//!   So the `OVERLAPPED*` in a dequeued packet always points at a live
+//!   op.
 //! - The packet orders the kernel's (or the pool's) writes before the
 //!   driver's reads: after dequeuing it, the driver is the op's only user,
 //!   marks it `Completed` and may use `&mut IocpOp`.
@@ -67,6 +71,31 @@
 //! failure at once and still produce a packet, so they stay in flight: a
 //! pending op (`ERROR_IO_PENDING`) and a truncated datagram
 //! (`WSAEMSGSIZE`, a warning status to the kernel).
+//!
+//! # Pending, but already done
+//!
+//! An op the kernel reports pending (`ERROR_IO_PENDING`) may in fact be
+//! complete by the time the call returns: its `OVERLAPPED` then holds a
+//! final status (the test `HasOverlappedIoCompleted` makes), and its packet
+//! is queued all the same. `submit` looks once, right after the call; for
+//! such an op it makes the output at once (the task goes on without a trip
+//! through the port) and moves the op out of its registry slot into
+//! `finished`, where its memory stays, state `Finished`, until the packet
+//! is dequeued and only frees it. The kernel writes nothing into an op
+//! after its final status, so handing the buffer back early is sound;
+//! the packet still finds a live op.
+//!
+//! On Windows this is the rare case (a read served from the cache goes
+//! through skip-on-success instead). Wine 8 takes it for every overlapped
+//! read or write of a regular file: it does the `pread` inside `ReadFile`,
+//! then returns `STATUS_PENDING` and queues a packet even on a handle in
+//! skip-on-success mode, so without this a sequential file read waited for
+//! its own packet every time (a `wineserver` round trip to dequeue it,
+//! plus a turn of the loop). At most [`EARLY_BUDGET`] ops per turn finish
+//! this way (then the rest wait for their packets as usual), so a task
+//! that keeps reading still lets the loop run and reap the packets. Ops
+//! that own a handle (accept) never finish early: their output must not
+//! be dropped unread without closing it, which only the registry path does.
 //!
 //! `DriverStats::completions` counts packets dequeued, so
 //! `completions / wait_calls` is the packets per
@@ -134,16 +163,17 @@ mod submit;
 mod tests;
 
 use std::any::Any;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
-use std::ptr::{self, addr_of, NonNull};
+use std::ptr::{self, addr_of, addr_of_mut, NonNull};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use windows_sys::Win32::Foundation::{ERROR_INVALID_DATA, HANDLE, WAIT_TIMEOUT};
+use windows_sys::Win32::Foundation::{ERROR_INVALID_DATA, HANDLE, STATUS_PENDING, WAIT_TIMEOUT};
 use windows_sys::Win32::Networking::WinSock::{
     WSAGetOverlappedResult, SOCKET, SOCK_STREAM, WSAEMSGSIZE,
 };
@@ -159,7 +189,7 @@ use windows_sys::Win32::System::IO::{
 use self::blocking::{BlockingPool, OffloadJob};
 use self::error::{last_error, last_wsa_error};
 pub(crate) use self::op::IocpOp;
-use self::op::{close_owned, OpState, OverlappedEntry};
+use self::op::{close_owned, OpState, OverlappedEntry, OwnedHandle};
 use self::port::{Port, PortWaker, KEY_IO, KEY_OFFLOAD, KEY_WAKE};
 use self::store::{OpRef, OpStore};
 use self::submit::SubmissionResult;
@@ -167,6 +197,10 @@ use super::op_registry::{CancelAction, OpRegistry};
 use super::{Driver, DriverConfig, DriverStats, KeepAlive, OpKey, TimerWheel, WakeHandle};
 use crate::io::op::OpOutput;
 use crate::sys::RawFd;
+
+/// How many ops per turn may finish inside `submit` although the kernel
+/// said pending (see "Pending, but already done" in the module docs).
+pub(crate) const EARLY_BUDGET: usize = 128;
 
 /// How long a dropping driver waits for the packets of the ops it
 /// cancelled before it leaks their memory instead.
@@ -182,6 +216,14 @@ pub(crate) struct IocpDriver {
     /// `ManuallyDrop` so that `Drop` can leak it (with the keep-alives) if
     /// ops are still in flight when the drain gives up.
     ops: ManuallyDrop<OpRegistry<OpRef>>,
+    /// Ops that finished inside `submit` although the kernel said pending,
+    /// by address, until their packet is dequeued (see the module docs).
+    /// Leaked with the store if the drain gives up.
+    finished: ManuallyDrop<HashMap<usize, OpRef>>,
+    /// How many more ops may finish that way this turn.
+    early_left: usize,
+    /// Ops that finished that way so far.
+    early: u64,
     /// The memory ops live in; freed after `ops` in `Drop`, or leaked.
     store: NonNull<OpStore>,
     pool: ManuallyDrop<BlockingPool<OffloadJob>>,
@@ -224,6 +266,13 @@ impl IocpDriver {
     #[allow(dead_code)]
     pub(crate) fn immediate_completions(&self) -> u64 {
         self.immediate
+    }
+
+    /// Ops that the kernel reported pending but that were done when
+    /// `submit` looked: finished there, their packet reaped later.
+    #[allow(dead_code)]
+    pub(crate) fn early_completions(&self) -> u64 {
+        self.early
     }
 
     /// Threads the blocking pool runs now.
@@ -311,8 +360,13 @@ impl IocpDriver {
         // an op that is still alive in the store (one packet per op, cell
         // freed only after it; see the module docs), and `OVERLAPPED` is
         // the first field of its `OverlappedEntry`. `user_data` was written
-        // before submission and is never written by the kernel or pool.
-        let user_data = unsafe { (*header).user_data };
+        // before submission, `state` is written by this thread only:
+        // neither is ever written by the kernel or pool.
+        let (user_data, state) = unsafe { ((*header).user_data, (*header).state) };
+        if state == OpState::Finished && expected == OpState::InKernel {
+            self.reap_finished(header);
+            return;
+        }
         let Some(key) = OpKey::from_user_data(user_data) else {
             return;
         };
@@ -344,6 +398,74 @@ impl IocpDriver {
         // Stores the output and wakes the task, or (cancelled) frees the
         // slot and the op and runs the hook: may panic (see above).
         self.ops.complete(key, output);
+    }
+
+    /// Finishes an op whose final status `done_early` saw: its output goes
+    /// to its slot now, and the op moves to `finished` until its packet.
+    fn finish_early(&mut self, key: OpKey, op: *mut IocpOp) {
+        let Some(op_ref) = self.ops.get_mut(key).and_then(|s| s.op.take()) else {
+            return;
+        };
+        // SAFETY: the op's final status was seen with acquire ordering:
+        // the kernel has written everything it will write (the packet it
+        // still queues carries only the op's address), so this thread is
+        // the op's only user. It stays allocated (in `finished`) until that
+        // packet is dequeued.
+        let op = unsafe { &mut *op };
+        let bytes = op.header.overlapped.InternalHigh as u32;
+        let outcome = kernel_outcome(&op.header, bytes);
+        op.header.state = OpState::Finished;
+        self.early_left -= 1;
+        self.early += 1;
+        // SAFETY: the kernel is done with the op (above) and it was built
+        // with its vtable. `finish` only hands a handle over for ops that
+        // own one, and those never get here (`done_early`).
+        let output = unsafe { finish(op, outcome) };
+        self.finished.insert(op_ref.as_ptr() as usize, op_ref);
+        // Stores the output and wakes the task (or runs a cancel hook).
+        self.ops.complete(key, output);
+    }
+
+    /// The packet of an op that finished inside `submit`: frees it.
+    fn reap_finished(&mut self, header: *const OverlappedEntry) {
+        let Some(op) = self.finished.remove(&(header as usize)) else {
+            self.ops.note_stale();
+            return;
+        };
+        // SAFETY: the op is live (owned by `op`), and this was its one
+        // packet: nothing but this thread reaches it from here on; the
+        // state is the driver's field.
+        unsafe { (*op.as_ptr()).header.state = OpState::Completed };
+        self.stats.in_flight -= 1;
+        drop(op);
+    }
+
+    /// Whether the kernel has already finished the op it reported pending
+    /// (`HasOverlappedIoCompleted`), with this turn's budget left for
+    /// finishing it at once; see the module docs.
+    ///
+    /// # Safety
+    ///
+    /// `op` is live and `InKernel`.
+    unsafe fn done_early(&self, op: *mut IocpOp) -> bool {
+        if self.early_left == 0 {
+            return false;
+        }
+        // SAFETY: the op is live; `owned` is written before submission and
+        // by this thread only.
+        if unsafe { (*op).header.owned } != OwnedHandle::None {
+            return false;
+        }
+        // SAFETY: `Internal` is a naturally aligned `usize` inside the live
+        // op; the kernel may store to it concurrently, so it is read
+        // atomically. Acquire: once it shows a final status, the kernel's
+        // writes of the op's results (the byte count, the buffer) are
+        // visible, as for `GetOverlappedResult`.
+        let status = unsafe {
+            AtomicUsize::from_ptr(addr_of_mut!((*op).header.overlapped.Internal))
+                .load(Ordering::Acquire)
+        };
+        status != STATUS_PENDING as u32 as usize
     }
 
     /// Cancels every op (drop): in-flight ops get `CancelIoEx` (again, for
@@ -386,6 +508,9 @@ impl IocpDriver {
                     close_owned(handed);
                 }
                 OpState::Built => drop(self.ops.release(key)),
+                // Never in a slot: `finish_early` moves it to `finished`,
+                // where its packet frees it.
+                OpState::Finished => {}
             }
         }
     }
@@ -506,6 +631,9 @@ impl Driver for IocpDriver {
             waker: Arc::new(PortWaker::new(port.clone())),
             port,
             ops: ManuallyDrop::new(OpRegistry::new()),
+            finished: ManuallyDrop::new(HashMap::new()),
+            early_left: EARLY_BUDGET,
+            early: 0,
             store: OpStore::new_raw(),
             pool: ManuallyDrop::new(BlockingPool::new(
                 config.max_blocking_threads,
@@ -565,6 +693,10 @@ impl Driver for IocpDriver {
                 // may be writing the op now, never writes it.
                 unsafe { (*op).header.state = OpState::InKernel };
                 self.stats.in_flight += 1;
+                // SAFETY: the op is live and in the kernel.
+                if unsafe { self.done_early(op) } {
+                    self.finish_early(key, op);
+                }
             }
             Ok(SubmissionResult::Offload(task)) => {
                 // SAFETY: as above; set before the pool can see the op.
@@ -634,6 +766,7 @@ impl Driver for IocpDriver {
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.early_left = EARLY_BUDGET;
         let deadline = self.wheel.wait_deadline(Instant::now(), timeout);
         let mut last = loop {
             let n = self.dequeue(ms_until(deadline))?;
@@ -656,6 +789,7 @@ impl Driver for IocpDriver {
     }
 
     fn process_completions(&mut self) -> usize {
+        self.early_left = EARLY_BUDGET;
         let batch = self.entries.len();
         let mut total = 0;
         while let Ok(n) = self.dequeue(0) {
@@ -761,6 +895,7 @@ impl Drop for IocpDriver {
             // store.
             unsafe {
                 ManuallyDrop::drop(&mut self.ops);
+                ManuallyDrop::drop(&mut self.finished);
                 ManuallyDrop::drop(&mut self.pool);
                 OpStore::free_store(self.store);
             }

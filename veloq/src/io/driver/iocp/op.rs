@@ -31,9 +31,18 @@
 //!
 //! ```text
 //! Built ──submit──► InKernel ──completion dequeued──► Completed
-//!   │                                                    ▲
-//!   └─────submit──► Offloaded ──pool posts result────────┘
+//!   │                  │                                 ▲ ▲
+//!   │                  └─ final at submit ─► Finished ───┘ │ (its packet
+//!   │                                                      │  dequeued)
+//!   └─────submit──► Offloaded ──pool posts result──────────┘
 //! ```
+//!
+//! `Finished` is an op the kernel reported pending whose `OVERLAPPED`
+//! already said "done" when `submit` looked (see `IocpDriver::submit`):
+//! its output went to its task at once, and the kernel writes nothing more
+//! into it, but its packet is still queued, so its cell stays allocated
+//! (owned by the driver, outside the registry) until that packet is
+//! dequeued.
 //!
 //! While `InKernel` the kernel may write the `OVERLAPPED` and the payload
 //! (`WSARecv`'s flags, a source address and its length, the AcceptEx
@@ -87,6 +96,10 @@ pub(crate) enum OpState {
     InKernel,
     /// Running on the blocking pool; the pool will post one packet.
     Offloaded,
+    /// Done in the kernel and its output delivered, but its packet not
+    /// yet dequeued (see the module docs): nothing writes it any more,
+    /// and its memory stays until that packet.
+    Finished,
     /// Its completion has been processed.
     Completed,
 }
@@ -241,9 +254,13 @@ impl IocpOp {
         }
     }
 
-    /// Whether the kernel or the pool may still write this op's memory.
+    /// Whether the op's memory must stay: the kernel or the pool may
+    /// still write it, or (`Finished`) a packet still points at it.
     pub(crate) fn in_flight(&self) -> bool {
-        matches!(self.header.state, OpState::InKernel | OpState::Offloaded)
+        matches!(
+            self.header.state,
+            OpState::InKernel | OpState::Offloaded | OpState::Finished
+        )
     }
 }
 

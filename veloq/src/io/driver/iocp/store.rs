@@ -180,9 +180,13 @@ impl OpRef {
 
 impl Drop for OpRef {
     fn drop(&mut self) {
-        if matches!(self.state(), OpState::InKernel | OpState::Offloaded) {
+        if matches!(
+            self.state(),
+            OpState::InKernel | OpState::Offloaded | OpState::Finished
+        ) {
             // Freeing this cell would let the kernel (or a pool thread)
-            // write into whatever reuses it. The driver never does this;
+            // write into whatever reuses it, or (`Finished`) leave a
+            // queued packet pointing at it. The driver never does this;
             // if a bug ever makes it, stop before memory is corrupted.
             eprintln!("veloq: IOCP op dropped while in flight; aborting");
             std::process::abort();

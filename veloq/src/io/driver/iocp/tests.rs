@@ -27,6 +27,7 @@ use crate::io::driver::{Driver, DriverConfig, IntoPlatformOp, KeepAlive, OpKey};
 use crate::io::op::{self, OpOutput, OpenFlags};
 use crate::sys::{socket_fd, RawFd};
 
+mod early;
 mod files;
 mod net;
 
