@@ -1,0 +1,261 @@
+//! Receive streams over a `BufRing` (issue 13, item 3), on every driver:
+//! io_uring serves them with one multishot receive per stream over a
+//! kernel provided-buffer ring, epoll and IOCP with the portable
+//! user-space pool (`BufRing::is_kernel_ring` and
+//! `RecvStream::receives` tell which path ran).
+
+mod util;
+
+use std::io::Write;
+use std::time::Duration;
+
+use util::{pattern, std_tcp_pair, within};
+use veloq::buf::{BufRing, PooledBuf};
+use veloq::net::TcpStream;
+use veloq::runtime::DriverKind;
+use veloq::time::{sleep, timeout};
+
+/// A veloq stream whose peer is a blocking std stream (for a writer
+/// thread).
+fn pair() -> (TcpStream, std::net::TcpStream) {
+    let (client, server) = std_tcp_pair();
+    (TcpStream::from_std(server).unwrap(), client)
+}
+
+/// Writes `data` into `peer` from a thread, in chunks of `chunk`, then
+/// closes it.
+fn write_from_thread(
+    mut peer: std::net::TcpStream,
+    data: Vec<u8>,
+    chunk: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for part in data.chunks(chunk) {
+            peer.write_all(part).unwrap();
+        }
+    })
+}
+
+fn expect_kernel_ring(ring: &BufRing) {
+    let uring = veloq::runtime::driver_kind() == DriverKind::IoUring;
+    // Linux 6.0+ (the test machines): the kernel ring on io_uring only.
+    assert_eq!(ring.is_kernel_ring(), uring);
+}
+
+#[test]
+fn many_mebibytes_arrive_in_order() {
+    within(60, || {
+        veloq::block_on(async {
+            let ring = BufRing::new(16, 16 * 1024).unwrap();
+            expect_kernel_ring(&ring);
+            let (stream, peer) = pair();
+            let data = pattern(8 << 20, 7);
+            let writer = write_from_thread(peer, data.clone(), 100_000);
+            let mut got = Vec::with_capacity(data.len());
+            let mut chunks = stream.recv_stream(&ring);
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.unwrap();
+                assert!(!chunk.is_empty() && chunk.len() <= 16 * 1024);
+                got.extend_from_slice(&chunk);
+            }
+            assert!(chunks.next().await.is_none(), "end of stream stays");
+            writer.join().unwrap();
+            assert_eq!(got.len(), data.len());
+            assert!(got == data, "bytes differ");
+            drop(chunks);
+            assert_eq!(ring.available(), 16, "every buffer came back");
+        })
+    });
+}
+
+#[test]
+fn one_armed_receive_serves_many_messages_on_a_kernel_ring() {
+    within(60, || {
+        veloq::block_on(async {
+            let ring = BufRing::new(8, 4096).unwrap();
+            let (client, server) = util::tcp_pair().await;
+            let mut chunks = server.recv_stream(&ring);
+            for i in 0..500u32 {
+                let (res, _) = client.write_all(i.to_le_bytes().to_vec()).await;
+                res.unwrap();
+                let chunk = chunks.next().await.unwrap().unwrap();
+                assert_eq!(&chunk[..], &i.to_le_bytes()[..], "message {i}");
+                // Echo it back through the pooled buffer itself.
+                let (res, _) = server.write_all(chunk).await;
+                res.unwrap();
+                let (res, buf) = client.read_exact(vec![0u8; 4]).await;
+                res.unwrap();
+                assert_eq!(buf, i.to_le_bytes());
+            }
+            if ring.is_kernel_ring() {
+                assert_eq!(chunks.receives(), 1, "one multishot receive");
+            } else {
+                assert!(chunks.receives() >= 500, "{}", chunks.receives());
+            }
+        })
+    });
+}
+
+#[test]
+fn held_buffers_stall_the_stream_without_losing_data() {
+    within(60, || {
+        veloq::block_on(async {
+            let ring = BufRing::new(4, 1024).unwrap();
+            let (stream, peer) = pair();
+            let data = pattern(256 * 1024, 3);
+            let writer = write_from_thread(peer, data.clone(), 4096);
+            let mut chunks = stream.recv_stream(&ring);
+            let mut got = Vec::new();
+            let mut held: Vec<PooledBuf> = Vec::new();
+            for _ in 0..4 {
+                held.push(chunks.next().await.unwrap().unwrap());
+            }
+            assert_eq!(ring.available(), 0);
+            // Every buffer is held: the stream waits (and the wait is
+            // cancel-safe).
+            for _ in 0..3 {
+                let next = timeout(Duration::from_millis(30), chunks.next()).await;
+                assert!(next.is_err(), "no buffer, no chunk");
+            }
+            for b in held.drain(..) {
+                got.extend_from_slice(&b);
+            }
+            while let Some(chunk) = chunks.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            writer.join().unwrap();
+            assert!(
+                got == data,
+                "{} of {} bytes, or out of order",
+                got.len(),
+                data.len()
+            );
+        })
+    });
+}
+
+#[test]
+fn a_dropped_stream_leaves_the_rest_to_plain_reads() {
+    within(60, || {
+        veloq::block_on(async {
+            for round in 0..5 {
+                let ring = BufRing::new(8, 2048).unwrap();
+                let (stream, peer) = pair();
+                let data = pattern(512 * 1024, round);
+                let writer = write_from_thread(peer, data.clone(), 8192);
+                let mut got = Vec::new();
+                {
+                    let mut chunks = stream.recv_stream(&ring);
+                    for _ in 0..3 + round {
+                        got.extend_from_slice(&chunks.next().await.unwrap().unwrap());
+                    }
+                    // A next() dropped mid-wait, then the whole stream.
+                    let mut fut = Box::pin(chunks.next());
+                    if let std::task::Poll::Ready(Some(Ok(c))) = util::poll_once(fut.as_mut()).await
+                    {
+                        got.extend_from_slice(&c);
+                    }
+                }
+                sleep(Duration::from_millis(5)).await;
+                loop {
+                    let (res, buf) = stream.read(Vec::with_capacity(64 * 1024)).await;
+                    match res.unwrap() {
+                        0 => break,
+                        _ => got.extend_from_slice(&buf),
+                    }
+                }
+                writer.join().unwrap();
+                assert_eq!(got.len(), data.len(), "round {round}");
+                assert!(got == data, "round {round}: bytes differ");
+                assert_eq!(ring.available(), 8, "round {round}: buffers back");
+            }
+        })
+    });
+}
+
+#[test]
+fn a_new_stream_takes_over_where_the_last_one_stopped() {
+    within(60, || {
+        veloq::block_on(async {
+            let ring = BufRing::new(8, 1500).unwrap();
+            let (stream, peer) = pair();
+            let data = pattern(1 << 20, 9);
+            let writer = write_from_thread(peer, data.clone(), 10_000);
+            let mut got = Vec::new();
+            'outer: for _ in 0.. {
+                let mut chunks = stream.recv_stream(&ring);
+                for _ in 0..7 {
+                    match chunks.next().await {
+                        Some(c) => got.extend_from_slice(&c.unwrap()),
+                        None => break 'outer,
+                    }
+                }
+            }
+            writer.join().unwrap();
+            assert!(got == data, "{} of {} bytes", got.len(), data.len());
+        })
+    });
+}
+
+#[test]
+fn peer_close_ends_the_stream_and_a_reset_is_an_error() {
+    within(30, || {
+        veloq::block_on(async {
+            let ring = BufRing::new(2, 512).unwrap();
+            let (stream, peer) = pair();
+            drop(peer);
+            let mut chunks = stream.recv_stream(&ring);
+            assert!(chunks.next().await.is_none());
+            assert!(chunks.next().await.is_none());
+
+            let (stream, peer) = pair();
+            socket2::SockRef::from(&peer)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(peer);
+            let mut chunks = stream.recv_stream(&ring);
+            let err = chunks.next().await.expect("an error").unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        })
+    });
+}
+
+#[test]
+fn read_halves_have_streams_too() {
+    within(30, || {
+        veloq::block_on(async {
+            let ring = BufRing::new(4, 4096).unwrap();
+            let (client, server) = util::tcp_pair().await;
+            let (read, write) = server.into_split();
+            let (res, _) = client.write_all(b"through the half".to_vec()).await;
+            res.unwrap();
+            drop(client);
+            let mut chunks = read.recv_stream(&ring);
+            let mut got = Vec::new();
+            while let Some(c) = chunks.next().await {
+                got.extend_from_slice(&c.unwrap());
+            }
+            assert_eq!(got, b"through the half");
+            drop(write);
+        })
+    });
+}
+
+#[test]
+fn bad_ring_sizes_are_invalid_input() {
+    veloq::block_on(async {
+        for (count, size) in [(0, 10), (10, 0), (40_000, 10)] {
+            let err = BufRing::new(count, size).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{count}x{size}"
+            );
+        }
+        let ring = BufRing::new(3, 100).unwrap();
+        assert_eq!(
+            (ring.count(), ring.buf_size(), ring.available()),
+            (3, 100, 3)
+        );
+    });
+}
