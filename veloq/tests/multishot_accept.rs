@@ -42,7 +42,7 @@ fn every_connection_is_accepted_once_with_its_peer_address() {
                 }
                 out
             });
-            let mut seen = vec![false; 200];
+            let mut seen = [false; 200];
             let mut peers = Vec::new();
             for _ in 0..200 {
                 let (s, peer) = listener.accept().await.unwrap();

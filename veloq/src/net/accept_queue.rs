@@ -26,7 +26,7 @@ pub(crate) use super::accept_multi::AcceptQueue;
 /// call is one single-shot op.
 #[cfg(not(target_os = "linux"))]
 #[derive(Default)]
-pub(crate) struct AcceptQueue;
+pub(crate) struct AcceptQueue(());
 
 #[cfg(not(target_os = "linux"))]
 impl AcceptQueue {

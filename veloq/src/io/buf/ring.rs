@@ -70,16 +70,20 @@ impl RingShared {
     }
 
     /// Bytes per buffer.
+    // The kernel path's (Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn size(&self) -> usize {
         self.size
     }
 
     /// Buffers in the ring.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn count(&self) -> u16 {
         self.count
     }
 
     /// The kernel ring, where the buffers are served through one.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn kernel(&self) -> Option<&KernelRing> {
         self.kernel.as_ref()
     }
