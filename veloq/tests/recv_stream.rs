@@ -282,3 +282,136 @@ fn bad_ring_sizes_are_invalid_input() {
         );
     });
 }
+
+#[test]
+fn rings_come_and_go_without_running_out() {
+    within(60, || {
+        veloq::block_on(async {
+            let (client, server) = util::tcp_pair().await;
+            for i in 0..2000u32 {
+                let ring = BufRing::new(2, 64).unwrap();
+                expect_kernel_ring(&ring);
+                if i % 100 == 0 {
+                    // Now and then one serves a stream before it goes.
+                    let (res, _) = client.write_all(i.to_le_bytes().to_vec()).await;
+                    res.unwrap();
+                    let mut chunks = server.recv_stream(&ring);
+                    let mut got = Vec::new();
+                    while got.len() < 4 {
+                        got.extend_from_slice(&chunks.next().await.unwrap().unwrap());
+                    }
+                    assert_eq!(got, i.to_le_bytes());
+                }
+            }
+            let stats = veloq::runtime::driver_stats();
+            assert_eq!(stats.stale_completions, 0);
+            assert_eq!(stats.fault_completions, 0);
+        })
+    });
+}
+
+#[test]
+fn a_runtime_drops_cleanly_with_streams_and_accepts_armed() {
+    within(30, || {
+        let rt = veloq::Runtime::new().unwrap();
+        let ring = rt.block_on(async {
+            let listener = veloq::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let ring = BufRing::new(4, 256).unwrap();
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let task_ring = ring.clone();
+            veloq::spawn(async move {
+                let mut chunks = server.recv_stream(&task_ring);
+                while let Some(c) = chunks.next().await {
+                    drop(c);
+                }
+            });
+            veloq::spawn(async move {
+                let _ = listener.accept().await;
+            });
+            let (res, _) = client.write_all(vec![1u8; 100]).await;
+            res.unwrap();
+            sleep(Duration::from_millis(20)).await;
+            ring
+        });
+        // The tasks, their armed ops and the ring's registration go with
+        // the runtime; the ring itself outlives it.
+        drop(rt);
+        assert_eq!(ring.count(), 4);
+        drop(ring);
+    });
+}
+
+/// Checks `data` against the writer's pattern at `*off`, then advances.
+fn check_pattern(data: &[u8], off: &mut u64) {
+    for (i, &b) in data.iter().enumerate() {
+        let at = *off + i as u64;
+        assert_eq!(
+            b,
+            util::stream_byte(at),
+            "byte {at} lost, repeated or moved"
+        );
+    }
+    *off += data.len() as u64;
+}
+
+#[test]
+fn cancelled_nexts_dropped_streams_and_plain_reads_keep_the_byte_order() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    within(120, || {
+        veloq::block_on(async {
+            let (client, server) = std_tcp_pair();
+            let stream = TcpStream::from_std(server).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let writer = util::spawn_pattern_writer(client, 11, 3000, stop.clone());
+            let ring = BufRing::new(6, 700).unwrap();
+            let mut rng = util::Rng::new(5);
+            let mut off = 0u64;
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                if rng.below(3) == 0 {
+                    // A plain read, maybe cancelled.
+                    let limit = util::random_limit(&mut rng);
+                    if let Ok((res, buf)) =
+                        timeout(limit, stream.read(Vec::with_capacity(900))).await
+                    {
+                        res.unwrap();
+                        check_pattern(&buf, &mut off);
+                    }
+                    continue;
+                }
+                let mut chunks = stream.recv_stream(&ring);
+                let mut held = Vec::new();
+                for _ in 0..rng.below(12) {
+                    let limit = util::random_limit(&mut rng);
+                    if let Ok(next) = timeout(limit, chunks.next()).await {
+                        let chunk = next.expect("the writer is still writing").unwrap();
+                        check_pattern(&chunk, &mut off);
+                        // Hold some a while: the ring runs dry now and then.
+                        if rng.below(2) == 0 && held.len() < 5 {
+                            held.push(chunk);
+                        }
+                    }
+                }
+                drop(chunks);
+                drop(held);
+            }
+            stop.store(true, Ordering::SeqCst);
+            // Drain what is left, then compare the totals.
+            loop {
+                let (res, buf) = stream.read(Vec::with_capacity(64 * 1024)).await;
+                match res.unwrap() {
+                    0 => break,
+                    _ => check_pattern(&buf, &mut off),
+                }
+            }
+            let written = writer.join().unwrap();
+            assert_eq!(off, written, "every byte read once");
+            assert!(off > 0);
+            assert_eq!(ring.available(), 6);
+            assert_eq!(veloq::runtime::driver_stats().stale_completions, 0);
+        })
+    });
+}

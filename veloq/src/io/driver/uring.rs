@@ -29,11 +29,13 @@
 //!
 //! Some CQEs end a kernel wait without being news for the executor: the
 //! acks of `ASYNC_CANCEL`/`TIMEOUT_REMOVE` (posted only on failure where
-//! the kernel has `CQE_SKIP_SUCCESS`), a removed timeout, a cancelled op's
-//! completion. When a blocking enter returned with nothing but those and
-//! the deadline has not passed, `wait` enters again (at most
-//! `NOISE_RETRIES` times), so it returns on an op completion, a wake or a
-//! due deadline.
+//! the kernel has `CQE_SKIP_SUCCESS`), a removed timeout. (A cancelled
+//! op's completion is news: its hook may wake a task, e.g. a read waiting
+//! at its socket's stash gate for that orphan, and a same-thread wake
+//! does not interrupt the driver.) When a blocking enter returned with
+//! nothing but those and the deadline has not passed, `wait` enters again
+//! (at most `NOISE_RETRIES` times), so it returns on an op completion, a
+//! wake or a due deadline.
 //!
 //! # Faults
 //!
@@ -586,11 +588,12 @@ impl UringDriver {
         // ignored: the closure does not run.
         let in_flight = &mut self.in_flight;
         let signals = &mut self.signals;
-        self.registry.complete_with(key, |op, cancelled| {
+        self.registry.complete_with(key, |op, _cancelled| {
             *in_flight -= 1;
-            if !cancelled {
-                *signals += 1;
-            }
+            // A cancelled op's completion is news too: its hook, or a
+            // multishot op's sink freed with the slot, may wake a task (a
+            // read waiting at its socket's stash gate for this orphan).
+            *signals += 1;
             if let Some(sink) = op.sink() {
                 sink.deliver(multishot::event(res, flags));
             }
