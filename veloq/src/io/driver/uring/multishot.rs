@@ -75,6 +75,7 @@ impl MultishotSet {
 pub(crate) struct PbufRings {
     /// Group ids handed out and released, for reuse.
     free_ids: Vec<u16>,
+    /// The next new group id; 0 while no ring was ever registered.
     next_id: u16,
     releases: PbufReleases,
 }
@@ -216,8 +217,18 @@ impl UringDriver {
         }
     }
 
-    /// Unregisters and frees the pbuf rings their owners released.
+    /// Unregisters and frees the pbuf rings their owners released. One
+    /// branch where no ring was ever registered (every reap calls this).
+    #[inline]
     pub(super) fn release_pbuf_rings(&mut self) {
+        if self.pbuf.next_id != 0 {
+            self.release_pbuf_rings_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_pbuf_rings_slow(&mut self) {
         let released = match self.pbuf.releases.try_borrow_mut() {
             Ok(mut list) if !list.is_empty() => std::mem::take(&mut *list),
             _ => return,
