@@ -415,3 +415,34 @@ fn cancelled_nexts_dropped_streams_and_plain_reads_keep_the_byte_order() {
         })
     });
 }
+
+#[cfg(unix)]
+mod unix {
+    use super::*;
+
+    #[test]
+    fn unix_streams_and_their_halves_have_streams_too() {
+        within(30, || {
+            veloq::block_on(async {
+                let ring = BufRing::new(4, 1024).unwrap();
+                let (a, b) = veloq::net::UnixStream::pair().unwrap();
+                let data = pattern(256 * 1024, 21);
+                let writer = veloq::spawn({
+                    let data = data.clone();
+                    async move {
+                        let (res, _) = a.write_all(data).await;
+                        res.unwrap();
+                    }
+                });
+                let (read, _write) = b.into_split();
+                let mut chunks = read.recv_stream(&ring);
+                let mut got = Vec::new();
+                while let Some(c) = chunks.next().await {
+                    got.extend_from_slice(&c.unwrap());
+                }
+                writer.await.unwrap();
+                assert!(got == data, "{} of {} bytes", got.len(), data.len());
+            })
+        });
+    }
+}

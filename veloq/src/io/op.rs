@@ -33,6 +33,16 @@
 //! An op belongs to the runtime (worker) that submitted it, through the
 //! `Rc` it holds: it is `!Send`, and polling it under another runtime on
 //! the same thread panics with a message that says so.
+//!
+//! # Multishot ops (io_uring)
+//!
+//! [`AcceptMulti`] and [`RecvMulti`] follow the same life with one slot
+//! for many completions: each CQE that leaves the op armed goes to the
+//! op's [`MultishotSink`] (stored in the op, so in the slot), and only the
+//! final CQE completes the slot. Cancelling (dropping the future) still
+//! waits for that final CQE before the slot, its sink and the keep-alive
+//! are freed; the sink keeps what the op still produces meanwhile (the
+//! owner's queue, a socket's stash) or closes it (accepted descriptors).
 
 use std::future::Future;
 use std::io;
