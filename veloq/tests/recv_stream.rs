@@ -416,6 +416,33 @@ fn cancelled_nexts_dropped_streams_and_plain_reads_keep_the_byte_order() {
     });
 }
 
+#[test]
+fn a_kernel_ring_refuses_streams_of_another_runtime() {
+    within(30, || {
+        let first = veloq::Runtime::new().unwrap();
+        let ring = first.block_on(async { BufRing::new(2, 256).unwrap() });
+        let second = veloq::Runtime::new().unwrap();
+        second.block_on(async {
+            let (client, server) = util::tcp_pair().await;
+            let (res, _) = client.write_all(b"hi".to_vec()).await;
+            res.unwrap();
+            let mut chunks = server.recv_stream(&ring);
+            let next = chunks.next().await.expect("an item");
+            if ring.is_kernel_ring() {
+                // Its group belongs to the first runtime's ring.
+                let err = next.unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+            } else {
+                // A portable pool is plain memory: any runtime may use it.
+                assert_eq!(&next.unwrap()[..], b"hi");
+            }
+        });
+        drop(second);
+        drop(first);
+        drop(ring);
+    });
+}
+
 #[cfg(unix)]
 mod unix {
     use super::*;
