@@ -2,7 +2,7 @@
 //! server, from one run, as ratios to tokio (current_thread).
 //!
 //! ```text
-//! veloq-bench callgrind [--servers veloq,veloq-epoll,tokio,monoio,raw-uring,raw-epoll]
+//! veloq-bench callgrind [--servers veloq,veloq-ring,veloq-epoll,veloq-ring-epoll,tokio,monoio,raw-uring,raw-epoll]
 //!                       [--loads 16@2000,64@10000] [--secs S] [--warmup S]
 //!                       [--out DIR] [--keep DIR]
 //! ```
@@ -36,7 +36,9 @@ use crate::client::{run_load, LoadSpec, Phase};
 /// and the two reference loops with no runtime.
 pub const SERVERS: &[&str] = &[
     "veloq",
+    "veloq-ring",
     "veloq-epoll",
+    "veloq-ring-epoll",
     "tokio",
     "monoio",
     "compio",
@@ -146,6 +148,8 @@ fn server_command(server: &str) -> (&str, Option<&'static str>) {
     match server {
         "veloq" => ("veloq", Some("io_uring")),
         "veloq-epoll" => ("veloq", Some("epoll")),
+        "veloq-ring" => ("veloq-ring", Some("io_uring")),
+        "veloq-ring-epoll" => ("veloq-ring", Some("epoll")),
         other => (other, None),
     }
 }

@@ -64,7 +64,9 @@ pub fn serve_until(
     ctl: Control,
 ) -> Result<(), String> {
     match runtime {
-        "veloq" => serve_veloq(ready, ctl),
+        "veloq" => serve_veloq(ready, ctl, false),
+        // veloq echoing through a receive stream over a `BufRing`.
+        "veloq-ring" => serve_veloq(ready, ctl, true),
         "tokio" => serve_tokio(ready, ctl),
         #[cfg(target_os = "linux")]
         "monoio" => serve_monoio(ready, ctl),
@@ -80,10 +82,12 @@ pub fn serve_until(
     Ok(())
 }
 
-fn serve_veloq(ready: impl FnOnce(SocketAddr), ctl: Control) {
+fn serve_veloq(ready: impl FnOnce(SocketAddr), ctl: Control, ring: bool) {
     use veloq::net::TcpListener;
     veloq::block_on(async {
         let listener = TcpListener::bind(ADDR).expect("bind");
+        // One ring shared by every connection (1 KiB requests: one chunk each).
+        let ring = ring.then(|| veloq::buf::BufRing::new(1024, BUF).expect("BufRing"));
         ready(listener.local_addr().expect("local_addr"));
         if let Some((start, end, tx)) = ctl.veloq_window.clone() {
             veloq::spawn(async move {
@@ -105,9 +109,25 @@ fn serve_veloq(ready: impl FnOnce(SocketAddr), ctl: Control) {
                 return;
             }
             let _ = stream.set_nodelay(true);
-            veloq::spawn(veloq_echo(stream));
+            match &ring {
+                Some(ring) => veloq::spawn(veloq_ring_echo(stream, ring.clone())),
+                None => veloq::spawn(veloq_echo(stream)),
+            };
         }
     })
+}
+
+/// veloq's echo of one connection through a receive stream: each received
+/// chunk (a pooled buffer) is written back as it is, until the peer closes
+/// or an error.
+async fn veloq_ring_echo(stream: veloq::net::TcpStream, ring: veloq::buf::BufRing) {
+    let mut chunks = stream.recv_stream(&ring);
+    while let Some(Ok(chunk)) = chunks.next().await {
+        let (res, _) = stream.write_all(chunk).await;
+        if res.is_err() {
+            return;
+        }
+    }
 }
 
 /// veloq's echo of one connection: read up to `BUF` bytes, write them back,

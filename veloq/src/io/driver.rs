@@ -31,6 +31,11 @@
 //!    next read, an accept its connection to the next accept, an open
 //!    closes what it opened) and drops the keep-alive.
 //!
+//! A multishot op (io_uring's multishot accept and receive) keeps its slot
+//! across completions: those that leave it armed go to the op's sink, and
+//! the slot completes (and, after a cancel, is freed) only with the final
+//! one (see `io::op`).
+//!
 //! A completion whose key does not match a live slot (stale generation) is
 //! ignored: it can never reach a slot that was reused.
 //!

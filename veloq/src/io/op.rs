@@ -33,6 +33,16 @@
 //! An op belongs to the runtime (worker) that submitted it, through the
 //! `Rc` it holds: it is `!Send`, and polling it under another runtime on
 //! the same thread panics with a message that says so.
+//!
+//! # Multishot ops (io_uring)
+//!
+//! [`AcceptMulti`] and [`RecvMulti`] follow the same life with one slot
+//! for many completions: each CQE that leaves the op armed goes to the
+//! op's [`MultishotSink`] (stored in the op, so in the slot), and only the
+//! final CQE completes the slot. Cancelling (dropping the future) still
+//! waits for that final CQE before the slot, its sink and the keep-alive
+//! are freed; the sink keeps what the op still produces meanwhile (the
+//! owner's queue, a socket's stash) or closes it (accepted descriptors).
 
 use std::future::Future;
 use std::io;
@@ -396,6 +406,55 @@ pub(crate) struct PollReady {
 }
 
 // --- end of process ops (procwait) ---
+// --- multishot ops (recvring) ---
+//
+// Ops the io_uring driver keeps armed across completions: one slot, many
+// CQEs. Every CQE goes to the op's sink (in the op, so it lives as long
+// as the slot); the slot is freed only by the final CQE (no
+// `IORING_CQE_F_MORE`), also after a cancel. Linux only; the epoll backend
+// refuses them (callers ask `LinuxDriver::supports_multishot_*` first).
+
+/// One completion of a multishot op, as its sink receives it.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub(crate) struct MultishotEvent {
+    /// The result: an accepted descriptor, bytes received, or the error.
+    pub(crate) res: io::Result<usize>,
+    /// The provided buffer the kernel filled (`IORING_CQE_F_BUFFER`).
+    pub(crate) buf: Option<u16>,
+    /// Whether the op stays armed (`IORING_CQE_F_MORE`); `false` on the
+    /// final completion, after which the kernel writes nothing more.
+    pub(crate) more: bool,
+}
+
+/// Where a multishot op's completions go. Called on the driver's thread,
+/// inside a driver call: it must not call back into the driver.
+#[cfg(target_os = "linux")]
+pub(crate) trait MultishotSink {
+    /// One completion, in the order the kernel posted them.
+    fn deliver(&self, event: MultishotEvent);
+}
+
+/// Accept connections until cancelled (`IORING_ACCEPT_MULTISHOT`); each
+/// new descriptor (close-on-exec, owned by the sink) goes to `sink`.
+#[cfg(target_os = "linux")]
+pub(crate) struct AcceptMulti {
+    pub(crate) fd: RawFd,
+    pub(crate) sink: Rc<dyn MultishotSink>,
+}
+
+/// Receive until cancelled into buffers the kernel picks from the
+/// provided-buffer ring `group` (`IORING_RECV_MULTISHOT` with buffer
+/// select); each filled buffer's id goes to `sink`. The ring's memory must
+/// outlive the op (the sink owns a reference to it).
+#[cfg(target_os = "linux")]
+pub(crate) struct RecvMulti {
+    pub(crate) fd: RawFd,
+    pub(crate) group: u16,
+    pub(crate) sink: Rc<dyn MultishotSink>,
+}
+
+// --- end of multishot ops (recvring) ---
 // --- vectored ops (winvec) ---
 
 /// Send the buffers an array of `WSABUF`s describes, in order, in one
@@ -502,6 +561,41 @@ impl<K: 'static> Op<K> {
             keep: Some(keep),
             orphan,
         }
+    }
+}
+
+impl<K: 'static> Op<K> {
+    /// The error of a submission that failed (the op never reached the
+    /// kernel), taken out; `None` while the op is in flight or done. An op
+    /// whose submission failed is done once this has been taken.
+    // Multishot owners (Linux) learn completions through their sink and
+    // never poll the op.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn take_submit_error(&mut self) -> Option<io::Error> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Failed(e) => Some(e),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Cancels the op in the kernel and waits for the kernel to let go of
+    /// it (io_uring's synchronous cancel). `true` once the kernel no longer
+    /// runs the op (or never did): its descriptor and memory are free even
+    /// though the driver has not processed its final completion yet.
+    /// `false` where that cannot be known now (the driver is busy further
+    /// up the stack or gone, or the kernel lacks the synchronous cancel);
+    /// the op then ends as a dropped op does.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn cancel_now(&self) -> bool {
+        let State::Submitted(key) = self.state else {
+            return true;
+        };
+        self.core
+            .with_driver_if_free(|driver| driver.cancel_sync(key))
+            .unwrap_or(false)
     }
 }
 

@@ -80,6 +80,11 @@ macro_rules! owned_halves {
                 $stream::read(&self.stream, buf).await
             }
 
+            #[doc = concat!("The received bytes as a stream of buffers from `ring`, as [`", stringify!($stream), "::recv_stream`].")]
+            pub fn recv_stream<'a>(&'a self, ring: &crate::buf::BufRing) -> crate::net::RecvStream<'a> {
+                $stream::recv_stream(&self.stream, ring)
+            }
+
             /// Reads until `buf[..bytes_total]` is full, as
             #[doc = concat!("[`", stringify!($stream), "::read_exact`].")]
             pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {

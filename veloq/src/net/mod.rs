@@ -23,12 +23,20 @@
 //! (a host name rather than an IP address) blocks the thread like std's
 //! does; pass a `SocketAddr` to avoid it.
 
+#[cfg(target_os = "linux")]
+mod accept_multi;
+mod accept_queue;
 mod addr;
 mod halves;
 #[cfg(unix)]
 mod msg;
 #[cfg(windows)]
 mod msg_windows;
+#[cfg(target_os = "linux")]
+mod recv_multi;
+#[cfg(not(target_os = "linux"))]
+mod recv_multi_none;
+mod recv_stream;
 mod socket;
 mod split;
 
@@ -45,6 +53,7 @@ mod unix_stream;
 mod unix_windows;
 mod vectored;
 
+pub use recv_stream::RecvStream;
 pub use tcp_listener::TcpListener;
 
 /// The owned halves of a [`TcpStream`], from

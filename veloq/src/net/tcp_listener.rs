@@ -6,11 +6,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use socket2::{Protocol, SockAddr, Type};
 
+use super::accept_queue::AcceptQueue;
 use super::addr;
 use super::socket::Socket;
 use super::TcpStream;
-use crate::io::op::{Accept, Op};
-use crate::io::stash::{OrphanAccept, Stash};
 use crate::sys;
 
 /// Backlog of every listener: pending connections the kernel queues before
@@ -37,6 +36,7 @@ const BACKLOG: i32 = 1024;
 pub struct TcpListener {
     socket: Socket,
     ipv6: bool,
+    pub(super) accepts: AcceptQueue,
 }
 
 impl TcpListener {
@@ -113,6 +113,7 @@ impl TcpListener {
             Ok(TcpListener {
                 socket,
                 ipv6: a.is_ipv6(),
+                accepts: AcceptQueue::default(),
             })
         })
     }
@@ -123,6 +124,12 @@ impl TcpListener {
     /// Cancel-safe: dropping the future cancels the accept, and a
     /// connection the kernel had already taken for it is handed to the
     /// next `accept` (or `accept_std`) on this listener, never lost.
+    ///
+    /// On io_uring (Linux 5.19+) the first call arms one multishot accept
+    /// that stays armed for the listener's life: the kernel queues every
+    /// new connection for the next calls, without a new op per
+    /// connection. Connections still queued when the listener is dropped
+    /// are closed.
     ///
     /// ```no_run
     /// # veloq::block_on(async {
@@ -147,15 +154,7 @@ impl TcpListener {
     /// One accepted connection, owned by the caller: a connection a
     /// cancelled accept had taken, or a new one.
     async fn accept_raw(&self) -> io::Result<(sys::RawFd, Option<SocketAddr>)> {
-        if let Some(conn) = self.socket.take_stashed(Stash::take_accepted).await {
-            return Ok(conn);
-        }
-        let desc = Accept {
-            fd: self.socket.fd(),
-            ipv6: self.ipv6,
-        };
-        let (out, _) = Op::submit_with(desc, self.socket.shared(), OrphanAccept::orphan).await;
-        Ok((out.res? as sys::RawFd, out.addr))
+        self.accepts.accept(&self.socket, self.ipv6).await
     }
 
     /// Waits for a connection and returns it as a `std` stream that belongs

@@ -157,6 +157,22 @@ impl TcpStream {
         Ok(TcpStream { socket })
     }
 
+    /// The received bytes as a stream of buffers from `ring`: each
+    /// `next().await` yields one received chunk as a
+    /// [`PooledBuf`](crate::buf::PooledBuf) that goes back to the ring when
+    /// dropped, and `None` at end of stream. On io_uring with a kernel
+    /// ring one multishot receive stays armed for the stream; elsewhere
+    /// each `next()` is one receive (see [`BufRing`](crate::buf::BufRing)).
+    ///
+    /// Cancel-safe, as [`read`](Self::read): dropping a `next()` or the
+    /// whole stream loses nothing; what was received but not handed out
+    /// goes to this socket's next read or stream, in order. Don't read the
+    /// socket otherwise while a stream of it is in use (both would take
+    /// bytes of the same stream).
+    pub fn recv_stream<'a>(&'a self, ring: &crate::buf::BufRing) -> crate::net::RecvStream<'a> {
+        crate::net::RecvStream::new(&self.socket, ring)
+    }
+
     /// Reads once into `buf[..bytes_total]`; returns how many bytes came
     /// (`0` once the peer has closed its side) and marks them initialised.
     ///

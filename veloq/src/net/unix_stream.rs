@@ -28,11 +28,9 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Type};
 
+use super::accept_queue::AcceptQueue;
 use super::socket::Socket;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::io::op::{Accept, Op};
-use crate::io::stash::{OrphanAccept, Stash};
-use crate::sys;
 
 /// Backlog of every listener, as for TCP.
 const BACKLOG: i32 = 1024;
@@ -110,6 +108,7 @@ pub(crate) fn unnamed() -> io::Result<SocketAddr> {
 /// ```
 pub struct UnixListener {
     socket: Socket,
+    accepts: AcceptQueue,
 }
 
 impl UnixListener {
@@ -144,6 +143,7 @@ impl UnixListener {
         sock.listen(BACKLOG)?;
         Ok(UnixListener {
             socket: Socket::register(sock)?,
+            accepts: AcceptQueue::default(),
         })
     }
 
@@ -157,6 +157,7 @@ impl UnixListener {
         listener.set_nonblocking(false)?;
         Ok(UnixListener {
             socket: Socket::register(listener.into())?,
+            accepts: AcceptQueue::default(),
         })
     }
 
@@ -164,20 +165,10 @@ impl UnixListener {
     /// (usually unnamed: a connecting socket rarely binds a name).
     ///
     /// Cancel-safe: a connection a dropped `accept` had taken goes to the
-    /// next `accept`.
+    /// next `accept`. On io_uring one multishot accept stays armed, as for
+    /// [`TcpListener::accept`](crate::net::TcpListener::accept).
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let fd = match self.socket.take_stashed(Stash::take_accepted).await {
-            Some((fd, _)) => fd,
-            None => {
-                let desc = Accept {
-                    fd: self.socket.fd(),
-                    ipv6: false,
-                };
-                let (out, _) =
-                    Op::submit_with(desc, self.socket.shared(), OrphanAccept::orphan).await;
-                out.res? as sys::RawFd
-            }
-        };
+        let (fd, _) = self.accepts.accept(&self.socket, false).await?;
         // SAFETY: the accept handed over a new socket that nothing else
         // owns; the driver keeps no reference to it.
         let socket = unsafe { Socket::from_accepted(fd)? };
@@ -322,6 +313,22 @@ impl UnixStream {
         Ok(UnixStream {
             socket: Socket::register(stream.into())?,
         })
+    }
+
+    /// The received bytes as a stream of buffers from `ring`: each
+    /// `next().await` yields one received chunk as a
+    /// [`PooledBuf`](crate::buf::PooledBuf) that goes back to the ring when
+    /// dropped, and `None` at end of stream. On io_uring with a kernel
+    /// ring one multishot receive stays armed for the stream; elsewhere
+    /// each `next()` is one receive (see [`BufRing`](crate::buf::BufRing)).
+    ///
+    /// Cancel-safe, as [`read`](Self::read): dropping a `next()` or the
+    /// whole stream loses nothing; what was received but not handed out
+    /// goes to this socket's next read or stream, in order. Don't read the
+    /// socket otherwise while a stream of it is in use (both would take
+    /// bytes of the same stream).
+    pub fn recv_stream<'a>(&'a self, ring: &crate::buf::BufRing) -> crate::net::RecvStream<'a> {
+        crate::net::RecvStream::new(&self.socket, ring)
     }
 
     /// Reads once into `buf[..bytes_total]`; returns how many bytes came

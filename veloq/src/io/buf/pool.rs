@@ -51,13 +51,14 @@ thread_local! {
 }
 
 /// One zeroed, page-aligned allocation; freed on drop.
-struct Region {
+pub(crate) struct Region {
     ptr: NonNull<u8>,
     layout: Layout,
 }
 
 impl Region {
-    fn new(len: usize) -> io::Result<Region> {
+    /// Allocates `len` (non-zero) zeroed bytes, page-aligned.
+    pub(crate) fn new(len: usize) -> io::Result<Region> {
         let layout = Layout::from_size_align(len, REGION_ALIGN).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "BufPool: region too large")
         })?;
@@ -65,6 +66,13 @@ impl Region {
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         Ok(Region { ptr, layout })
+    }
+}
+
+impl Region {
+    /// The start of the allocation.
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
     }
 }
 

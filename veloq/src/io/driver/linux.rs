@@ -120,6 +120,9 @@ linux_ops!(
     SymlinkAt,
     // --- process ops (procwait) ---
     PollReady,
+    // --- multishot ops (recvring) ---
+    AcceptMulti,
+    RecvMulti,
 );
 
 /// Forwards a method call to the active backend.
@@ -157,6 +160,54 @@ impl LinuxDriver {
     pub(crate) fn forget_path_ops(&mut self) {
         if let LinuxDriver::Uring(d) = self {
             d.forget_path_ops();
+        }
+    }
+
+    // --- multishot ops (recvring) ---
+
+    /// Whether listeners keep one multishot accept armed (io_uring, when
+    /// the kernel has it); never on epoll.
+    pub(crate) fn supports_multishot_accept(&self) -> bool {
+        match self {
+            LinuxDriver::Uring(d) => d.supports_multishot_accept(),
+            LinuxDriver::Epoll(_) => false,
+        }
+    }
+
+    /// Registers a provided-buffer ring (see `uring::multishot`): `None`
+    /// where receives take the portable path (epoll, an older kernel).
+    ///
+    /// # Safety
+    ///
+    /// As `UringDriver::register_pbuf_ring`.
+    pub(crate) unsafe fn register_pbuf_ring(
+        &mut self,
+        ring: *mut u8,
+        entries: u16,
+    ) -> io::Result<Option<(u16, super::uring::PbufReleases)>> {
+        match self {
+            // SAFETY: forwarded from the caller.
+            LinuxDriver::Uring(d) => unsafe { d.register_pbuf_ring(ring, entries) },
+            LinuxDriver::Epoll(_) => Ok(None),
+        }
+    }
+
+    /// Cancels `key` in the kernel and waits for it (see
+    /// `UringDriver::cancel_sync`); `false` on epoll, which never runs
+    /// multishot ops (its ops are cancelled synchronously on drop anyway).
+    pub(crate) fn cancel_sync(&mut self, key: OpKey) -> bool {
+        match self {
+            LinuxDriver::Uring(d) => d.cancel_sync(key),
+            LinuxDriver::Epoll(_) => false,
+        }
+    }
+
+    /// Makes the io_uring backend forget its multishot ops (tests of the
+    /// fallbacks); nothing on epoll.
+    #[cfg(test)]
+    pub(crate) fn forget_multishot(&mut self) {
+        if let LinuxDriver::Uring(d) = self {
+            d.forget_multishot();
         }
     }
 

@@ -305,7 +305,6 @@ impl<T> OpRegistry<T> {
     /// Records a completion the driver found no live op for, where the
     /// driver looks the op up itself (IOCP) instead of calling
     /// [`complete`](Self::complete).
-    #[cfg_attr(not(windows), allow(dead_code))]
     pub(crate) fn note_stale(&mut self) {
         self.stale += 1;
     }

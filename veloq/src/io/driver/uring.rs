@@ -29,11 +29,13 @@
 //!
 //! Some CQEs end a kernel wait without being news for the executor: the
 //! acks of `ASYNC_CANCEL`/`TIMEOUT_REMOVE` (posted only on failure where
-//! the kernel has `CQE_SKIP_SUCCESS`), a removed timeout, a cancelled op's
-//! completion. When a blocking enter returned with nothing but those and
-//! the deadline has not passed, `wait` enters again (at most
-//! `NOISE_RETRIES` times), so it returns on an op completion, a wake or a
-//! due deadline.
+//! the kernel has `CQE_SKIP_SUCCESS`), a removed timeout. (A cancelled
+//! op's completion is news: its hook may wake a task, e.g. a read waiting
+//! at its socket's stash gate for that orphan, and a same-thread wake
+//! does not interrupt the driver.) When a blocking enter returned with
+//! nothing but those and the deadline has not passed, `wait` enters again
+//! (at most `NOISE_RETRIES` times), so it returns on an op completion, a
+//! wake or a due deadline.
 //!
 //! # Faults
 //!
@@ -98,6 +100,7 @@
 mod buf_table;
 mod deadline;
 mod drain;
+mod multishot;
 mod op;
 mod path_op;
 mod setup;
@@ -124,6 +127,8 @@ use crate::sys::RawFd;
 use super::eventfd::EventFdWaker;
 use buf_table::{BufTable, TABLE_SLOTS};
 use deadline::Deadlines;
+pub(crate) use multishot::PbufReleases;
+use multishot::{MultishotSet, PbufRings};
 pub(crate) use op::UringOp;
 pub(crate) use path_op::PathOpSet;
 pub(crate) use setup::SetupLevel;
@@ -216,6 +221,10 @@ pub(crate) struct UringDriver {
     in_flight: usize,
     /// The path opcodes this kernel has (probed once at setup).
     path_ops: PathOpSet,
+    /// The multishot ops this kernel has (probed once at setup).
+    multishot: MultishotSet,
+    /// Provided-buffer rings (group ids, released rings).
+    pbuf: PbufRings,
 }
 
 impl UringDriver {
@@ -229,6 +238,7 @@ impl UringDriver {
         };
         let ext_arg = ring.params().is_feature_ext_arg();
         let path_ops = PathOpSet::probe(&ring);
+        let multishot = MultishotSet::probe(&ring);
         let ack_flags = if ring.params().is_feature_skip_cqe_on_success() {
             squeue::Flags::SKIP_SUCCESS
         } else {
@@ -256,6 +266,8 @@ impl UringDriver {
             wait_calls: 0,
             in_flight: 0,
             path_ops,
+            multishot,
+            pbuf: PbufRings::default(),
         };
         driver.arm_wake()?;
         Ok(driver)
@@ -378,7 +390,7 @@ impl UringDriver {
     /// Completion work alone: posts deferred completions and moves the
     /// overflow list into the CQ, submitting nothing (so that a refused
     /// submission cannot skip it) and without waiting.
-    fn get_events(&mut self) -> io::Result<()> {
+    pub(super) fn get_events(&mut self) -> io::Result<()> {
         self.enter_with(0, 0)
     }
 
@@ -488,6 +500,7 @@ impl UringDriver {
             let _ = self.arm_wake();
         }
         self.release_deferred_pools(call);
+        self.release_pbuf_rings();
         total
     }
 
@@ -503,7 +516,7 @@ impl UringDriver {
             let res = panic::catch_unwind(AssertUnwindSafe(|| {
                 while let Some(cqe) = batch.get(next) {
                     next += 1;
-                    self.on_cqe(cqe.user_data(), cqe.result());
+                    self.on_cqe(cqe.user_data(), cqe.result(), cqe.flags());
                 }
             }));
             if let Err(payload) = res {
@@ -538,7 +551,7 @@ impl UringDriver {
     }
 
     /// Handles one completion.
-    fn on_cqe(&mut self, user_data: u64, res: i32) {
+    fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32) {
         self.completions += 1;
         let Some(key) = OpKey::from_user_data(user_data) else {
             match token::kind(user_data) {
@@ -561,14 +574,28 @@ impl UringDriver {
             }
             return;
         };
+        // A multishot op's CQE that leaves it armed goes to its sink only
+        // (see `multishot`); its final CQE completes the slot below.
+        if io_uring::cqueue::more(flags) {
+            if self.on_more(key, res, flags) {
+                self.signals += 1;
+            } else {
+                self.registry.note_stale();
+            }
+            return;
+        }
         // A stale key (the slot was reused) or a slot without an op is
         // ignored: the closure does not run.
         let in_flight = &mut self.in_flight;
         let signals = &mut self.signals;
-        self.registry.complete_with(key, |op, cancelled| {
+        self.registry.complete_with(key, |op, _cancelled| {
             *in_flight -= 1;
-            if !cancelled {
-                *signals += 1;
+            // A cancelled op's completion is news too: its hook, or a
+            // multishot op's sink freed with the slot, may wake a task (a
+            // read waiting at its socket's stash gate for this orphan).
+            *signals += 1;
+            if let Some(sink) = op.sink() {
+                sink.deliver(multishot::event(res, flags));
             }
             // A cancelled op's output goes to its hook, which owns what
             // the op produced (bytes, a created descriptor).

@@ -706,3 +706,24 @@ mod tests {
         }
     }
 }
+
+// --- multishot ops (recvring) ---
+
+/// Multishot ops are io_uring's alone: the net layer asks
+/// `supports_multishot_*` first, and the epoll backend refuses them.
+macro_rules! unsupported_multishot_ops {
+    ($($name:ident),*) => {
+        $(
+            impl IntoPlatformOp<EpollDriver> for op::$name {
+                fn into_platform_op(self) -> EpollOp {
+                    EpollOp::Unsupported(concat!(
+                        "veloq: the epoll driver has no multishot ",
+                        stringify!($name)
+                    ))
+                }
+            }
+        )*
+    };
+}
+
+unsupported_multishot_ops!(AcceptMulti, RecvMulti);

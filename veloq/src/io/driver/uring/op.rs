@@ -155,6 +155,19 @@ pub(crate) enum UringOp {
     // --- process ops (procwait) ---
     /// `POLL_ADD` (one-shot) for `events`; the output is the ready mask.
     Poll { fd: RawFd, events: u32 },
+    // --- multishot ops (recvring) ---
+    /// `ACCEPT` with `IORING_ACCEPT_MULTISHOT`; every CQE goes to the sink.
+    AcceptMulti {
+        fd: RawFd,
+        sink: std::rc::Rc<dyn op::MultishotSink>,
+    },
+    /// `RECV` multishot with buffer select from ring `group`; every CQE
+    /// goes to the sink.
+    RecvMulti {
+        fd: RawFd,
+        group: u16,
+        sink: std::rc::Rc<dyn op::MultishotSink>,
+    },
     /// A description that cannot be submitted (a path with a NUL byte,
     /// contradictory open flags): `submit` fails with this error.
     Invalid(io::Error),
@@ -266,6 +279,13 @@ impl UringOp {
             UringOp::Path(p) => p.entry(),
             // --- process ops (procwait) ---
             UringOp::Poll { fd, events } => opcode::PollAdd::new(types::Fd(*fd), *events).build(),
+            // --- multishot ops (recvring) ---
+            UringOp::AcceptMulti { fd, .. } => opcode::AcceptMulti::new(types::Fd(*fd))
+                .flags(libc::SOCK_CLOEXEC)
+                .build(),
+            UringOp::RecvMulti { fd, group, .. } => {
+                opcode::RecvMulti::new(types::Fd(*fd), *group).build()
+            }
             UringOp::Invalid(e) => {
                 return Err(io::Error::new(e.kind(), e.to_string()));
             }

@@ -4,6 +4,7 @@
 
 mod faults;
 mod lifecycle;
+mod multishot;
 mod ops;
 mod wait;
 
