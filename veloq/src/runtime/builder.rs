@@ -93,6 +93,27 @@ impl Builder {
         self
     }
 
+    /// Sends of at least `min_len` bytes on a TCP stream
+    /// (`TcpStream::write`, `write_all` and the write halves) go out
+    /// zero-copy where the driver can: io_uring's `SEND_ZC` (Linux 6.0+),
+    /// where the kernel sends from the buffer's own pages and the write
+    /// resolves, handing the buffer back, once the kernel has let go of
+    /// them. `None` turns it off; the default is 64 KiB, measured (see the
+    /// io_uring driver's docs). The epoll and IOCP drivers, and kernels
+    /// without `SEND_ZC`, always copy; Unix-domain sockets too.
+    /// [`driver_stats`](crate::runtime::driver_stats) counts the
+    /// zero-copy sends.
+    ///
+    /// ```
+    /// let rt = veloq::Runtime::builder().zero_copy_send(None).build()?;
+    /// # drop(rt);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn zero_copy_send(mut self, min_len: Option<usize>) -> Self {
+        self.config.zero_copy_min = min_len;
+        self
+    }
+
     /// Which I/O driver to run on (default [`DriverKind::Auto`]).
     ///
     /// On Linux, `Auto` takes the `VELOQ_DRIVER` environment variable

@@ -100,6 +100,7 @@ mod deadline;
 mod drain;
 mod op;
 mod path_op;
+mod send_zc;
 mod setup;
 
 #[cfg(test)]
@@ -216,6 +217,11 @@ pub(crate) struct UringDriver {
     in_flight: usize,
     /// The path opcodes this kernel has (probed once at setup).
     path_ops: PathOpSet,
+    /// Sends allowed to go zero-copy go out as `SEND_ZC` from this length
+    /// up; `None`: never (see `send_zc`).
+    zero_copy_min: Option<u32>,
+    /// `SEND_ZC`s submitted.
+    zero_copy_sends: u64,
 }
 
 impl UringDriver {
@@ -229,6 +235,7 @@ impl UringDriver {
         };
         let ext_arg = ring.params().is_feature_ext_arg();
         let path_ops = PathOpSet::probe(&ring);
+        let send_zc = send_zc::probe(&ring);
         let ack_flags = if ring.params().is_feature_skip_cqe_on_success() {
             squeue::Flags::SKIP_SUCCESS
         } else {
@@ -256,6 +263,8 @@ impl UringDriver {
             wait_calls: 0,
             in_flight: 0,
             path_ops,
+            zero_copy_min: send_zc::min_len(config.zero_copy_min, send_zc),
+            zero_copy_sends: 0,
         };
         driver.arm_wake()?;
         Ok(driver)
@@ -503,7 +512,7 @@ impl UringDriver {
             let res = panic::catch_unwind(AssertUnwindSafe(|| {
                 while let Some(cqe) = batch.get(next) {
                     next += 1;
-                    self.on_cqe(cqe.user_data(), cqe.result());
+                    self.on_cqe(cqe.user_data(), cqe.result(), cqe.flags());
                 }
             }));
             if let Err(payload) = res {
@@ -538,7 +547,7 @@ impl UringDriver {
     }
 
     /// Handles one completion.
-    fn on_cqe(&mut self, user_data: u64, res: i32) {
+    fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32) {
         self.completions += 1;
         let Some(key) = OpKey::from_user_data(user_data) else {
             match token::kind(user_data) {
@@ -560,6 +569,16 @@ impl UringDriver {
                 _ => {}
             }
             return;
+        };
+        // A `SEND_ZC`'s result that a notification follows only goes into
+        // its op (see `send_zc`).
+        let res = if send_zc::may_split(flags) {
+            match self.send_zc_cqe(key, res, flags) {
+                Some(res) => res,
+                None => return,
+            }
+        } else {
+            res
         };
         // A stale key (the slot was reused) or a slot without an op is
         // ignored: the closure does not run.
@@ -592,6 +611,12 @@ impl UringDriver {
         // The op is built in its slot first; the SQE points into it there.
         fill(&mut slot.op);
         let op = match &mut slot.op {
+            Some(op @ UringOp::Send { zero_copy: true, .. }) => {
+                if Self::choose_send_zc(op, self.zero_copy_min) {
+                    self.zero_copy_sends += 1;
+                }
+                op
+            }
             Some(UringOp::Invalid(_)) => {
                 let Some(UringOp::Invalid(e)) = slot.op.take() else {
                     unreachable!("matched just above")
@@ -802,6 +827,7 @@ impl Driver for UringDriver {
             in_flight: self.in_flight,
             stale_completions: self.registry.stale_completions(),
             fault_completions: self.registry.fault_completions(),
+            zero_copy_sends: self.zero_copy_sends,
         }
     }
 }

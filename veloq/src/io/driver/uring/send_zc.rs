@@ -1,0 +1,116 @@
+//! Zero-copy sends: `IORING_OP_SEND_ZC` for large sends on TCP streams.
+//!
+//! With `SEND_ZC` the kernel transmits from the caller's pages instead of
+//! copying them into socket buffers, and posts two CQEs for one SQE:
+//!
+//! 1. the send's result (bytes or an error), with `IORING_CQE_F_MORE` when
+//!    a notification follows;
+//! 2. the notification (`IORING_CQE_F_NOTIF`, same `user_data`), once the
+//!    kernel no longer reads the pages (the data was acknowledged, or
+//!    copied on its way to a local socket).
+//!
+//! # Invariants
+//!
+//! - The op completes, for the registry, only at its last CQE: the
+//!   notification, or a result without `F_MORE` (no notification follows,
+//!   e.g. an error before any page was taken). The first CQE of two only
+//!   stores the result in the op ([`UringOp::SendZc`]'s `result`). So the
+//!   slot stays allocated (never freed or reused in between), the future
+//!   resolves and hands the buffer back only after the notification, and a
+//!   future dropped mid-flight leaves its buffer (and its socket's owner)
+//!   with the registry until then, as for every op (`io::op`). The socket
+//!   therefore closes only after the notification.
+//! - A CQE with `F_MORE` or `F_NOTIF` for any other op passes through
+//!   unchanged.
+//! - `SEND_ZC` is used only where the probe at setup found the opcode, for
+//!   descriptions that allow it (`op::Send::zero_copy`: TCP streams, where
+//!   the kernel supports it; Unix-domain sockets refuse it with
+//!   `EOPNOTSUPP`) and from the configured size up; everything else is a
+//!   plain `SEND`. [`DriverStats::zero_copy_sends`] counts the `SEND_ZC`s.
+//!
+//! # Threshold
+//!
+//! Measured with `tests/send_zero_copy.rs`'s ignored
+//! `measure_copy_against_zero_copy` (release build, loopback, 256 MiB per
+//! case in writes of the size shown, a blocking reader thread; this VM, 2
+//! shared CPUs, Linux 6.18; median of 3). CPU is the sending thread's
+//! (`/proc/thread-self/schedstat`), per MiB sent.
+//!
+//! MEASUREMENT_TABLE
+//!
+//! [`DriverStats::zero_copy_sends`]: crate::io::driver::DriverStats::zero_copy_sends
+
+use io_uring::{cqueue, opcode, IoUring, Probe};
+
+use super::{UringDriver, UringOp};
+use crate::io::driver::OpKey;
+
+/// Whether `ring`'s kernel has `IORING_OP_SEND_ZC` (Linux 6.0).
+pub(super) fn probe(ring: &IoUring) -> bool {
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok() && probe.is_supported(opcode::SendZc::CODE)
+}
+
+/// The smallest send length that goes out as `SEND_ZC`: the configured
+/// minimum where the kernel has the opcode, else `None` (never).
+pub(super) fn min_len(configured: Option<usize>, supported: bool) -> Option<u32> {
+    let min = configured.filter(|_| supported)?;
+    // A minimum beyond what one op carries is never reached.
+    Some(u32::try_from(min).unwrap_or(u32::MAX).max(1))
+}
+
+/// Whether a CQE with these flags may belong to a two-CQE op.
+#[inline]
+pub(super) fn may_split(flags: u32) -> bool {
+    cqueue::more(flags) || cqueue::notif(flags)
+}
+
+impl UringDriver {
+    /// Turns a `SEND` the description allowed to go zero-copy into a
+    /// `SEND_ZC` when it is long enough and the kernel has it (see the
+    /// module docs); returns whether it did.
+    #[inline]
+    pub(super) fn choose_send_zc(op: &mut UringOp, min: Option<u32>) -> bool {
+        let UringOp::Send {
+            fd,
+            buf,
+            len,
+            zero_copy: true,
+        } = *op
+        else {
+            return false;
+        };
+        if min.is_none_or(|min| len < min) {
+            return false;
+        }
+        *op = UringOp::SendZc {
+            fd,
+            buf,
+            len,
+            result: None,
+        };
+        true
+    }
+
+    /// A CQE with `F_MORE` or `F_NOTIF` (see [`may_split`]) for op `key`:
+    /// `None` when it is a `SEND_ZC`'s result with a notification still to
+    /// come (stored in the op; the op goes on), else the result the op
+    /// completes with now.
+    pub(super) fn send_zc_cqe(&mut self, key: OpKey, res: i32, flags: u32) -> Option<i32> {
+        let Some(UringOp::SendZc { result, .. }) =
+            self.registry.get_mut(key).and_then(|s| s.op.as_mut())
+        else {
+            // Not a two-CQE op of ours (or a stale key): as before.
+            return Some(res);
+        };
+        if cqueue::notif(flags) {
+            // The kernel let go of the pages: the op ends with the send's
+            // result, which always comes first.
+            debug_assert!(result.is_some(), "SEND_ZC notification before its result");
+            return Some(result.take().unwrap_or(-libc::EIO));
+        }
+        // The result; the notification follows (`F_MORE`).
+        *result = Some(res);
+        None
+    }
+}
