@@ -20,7 +20,7 @@ use veloq::net::TcpStream;
 use veloq::runtime::{driver_kind, driver_stats, DriverKind};
 use veloq::time::{sleep, timeout};
 
-/// The default threshold (`Builder::zero_copy_send`'s documented 64 KiB).
+/// The threshold the tests set (zero-copy is off by default).
 const MIN: usize = 64 * 1024;
 
 /// Whether this runtime's driver can send zero-copy: io_uring on a kernel
@@ -142,6 +142,17 @@ fn small_writes_stay_copying_sends() {
 }
 
 #[test]
+fn by_default_large_writes_are_copied() {
+    within(120, || {
+        let rt = veloq::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            send_mixed_sizes(&mixed_sizes()[..9]).await;
+            assert_eq!(driver_stats().zero_copy_sends, 0, "off by default");
+        });
+    });
+}
+
+#[test]
 fn with_the_switch_off_large_writes_are_copied() {
     within(120, || {
         let rt = runtime(None);
@@ -195,7 +206,9 @@ fn write_to_a_reset_peer_reports_the_error() {
             assert!(
                 matches!(
                     err.kind(),
-                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::BrokenPipe
+                        | ErrorKind::ConnectionAborted
                 ),
                 "{err}"
             );
@@ -410,7 +423,11 @@ fn measure(min: Option<usize>, size: usize, total: usize) -> (f64, f64, u64) {
             buf = back;
             sent += size;
         }
-        let out = (start.elapsed(), thread_cpu() - cpu0, driver_stats().zero_copy_sends);
+        let out = (
+            start.elapsed(),
+            thread_cpu() - cpu0,
+            driver_stats().zero_copy_sends,
+        );
         drop(client);
         out
     });
@@ -432,9 +449,18 @@ fn measure_copy_against_zero_copy() {
     println!("driver: {}", veloq::block_on(async { driver_kind() }));
     println!("| write size | copy MiB/s | SEND_ZC MiB/s | ratio | copy CPU µs/MiB | SEND_ZC CPU µs/MiB | ratio |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for size in [4 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20] {
+    for size in [
+        4 << 10,
+        16 << 10,
+        32 << 10,
+        64 << 10,
+        128 << 10,
+        256 << 10,
+        1 << 20,
+    ] {
         let median = |min| {
-            let mut runs: Vec<(f64, f64, u64)> = (0..3).map(|_| measure(min, size, TOTAL)).collect();
+            let mut runs: Vec<(f64, f64, u64)> =
+                (0..3).map(|_| measure(min, size, TOTAL)).collect();
             runs.sort_by(|a, b| a.0.total_cmp(&b.0));
             let cpu = {
                 let mut c: Vec<f64> = runs.iter().map(|r| r.1).collect();

@@ -12,7 +12,8 @@
 //! FALLOCATE as io_uring opcodes); on an older kernel an op fails with the
 //! kernel's `EINVAL`. Newer features are used where present and skipped
 //! where not: EXT_ARG waits (5.11), the sparse buffer table (5.13),
-//! `CQE_SKIP_SUCCESS` (5.17) and the setup flags (5.18 to 6.1; `setup`).
+//! `CQE_SKIP_SUCCESS` (5.17), the setup flags (5.18 to 6.1; `setup`) and
+//! the opt-in zero-copy sends (`SEND_ZC`, 6.0; `send_zc`).
 //!
 //! # One `io_uring_enter` per turn
 //!
@@ -611,7 +612,11 @@ impl UringDriver {
         // The op is built in its slot first; the SQE points into it there.
         fill(&mut slot.op);
         let op = match &mut slot.op {
-            Some(op @ UringOp::Send { zero_copy: true, .. }) => {
+            Some(
+                op @ UringOp::Send {
+                    zero_copy: true, ..
+                },
+            ) => {
                 if Self::choose_send_zc(op, self.zero_copy_min) {
                     self.zero_copy_sends += 1;
                 }

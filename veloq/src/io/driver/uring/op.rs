@@ -220,11 +220,9 @@ impl UringOp {
             UringOp::Send { fd, buf, len, .. } => opcode::Send::new(types::Fd(*fd), *buf, *len)
                 .flags(libc::MSG_NOSIGNAL)
                 .build(),
-            UringOp::SendZc { fd, buf, len, .. } => {
-                opcode::SendZc::new(types::Fd(*fd), *buf, *len)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
-            }
+            UringOp::SendZc { fd, buf, len, .. } => opcode::SendZc::new(types::Fd(*fd), *buf, *len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
             UringOp::Recv { fd, buf, len } => opcode::Recv::new(types::Fd(*fd), *buf, *len).build(),
             UringOp::SendMsg { fd, msg } => opcode::SendMsg::new(types::Fd(*fd), *msg)
                 .flags(libc::MSG_NOSIGNAL as u32)

@@ -5,6 +5,7 @@
 mod faults;
 mod lifecycle;
 mod ops;
+mod send_zc;
 mod wait;
 
 use std::fs::File;

@@ -134,7 +134,7 @@ fn stale_completions_are_ignored() {
     d.wait(Some(Duration::ZERO)).unwrap();
     let in_flight = d.stats().in_flight;
     // A late duplicate of the old op's CQE must not complete the new op.
-    d.on_cqe(old.to_user_data(), 4);
+    d.on_cqe(old.to_user_data(), 4, 0);
     assert_eq!(d.stats().in_flight, in_flight);
     let (_, waker) = counting_waker();
     let mut cx = Context::from_waker(&waker);
