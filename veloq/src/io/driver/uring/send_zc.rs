@@ -20,6 +20,12 @@
 //!   future dropped mid-flight leaves its buffer (and its socket's owner)
 //!   with the registry until then, as for every op (`io::op`). The socket
 //!   therefore closes only after the notification.
+//! - Cancelling cannot hurry the notification: pages already queued on
+//!   the socket stay pinned until the data is sent (and, leaving the host,
+//!   acknowledged). A dropped write to a peer that never reads therefore
+//!   holds its buffer and its socket open until the peer reads or the
+//!   connection dies; a driver dropped meanwhile waits up to
+//!   `DRAIN_LIMIT` and then leaks them, as for any op the kernel keeps.
 //! - A CQE with `F_MORE` or `F_NOTIF` for any other op passes through
 //!   unchanged.
 //! - `SEND_ZC` is used only where the probe at setup found the opcode, for
