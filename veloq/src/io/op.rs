@@ -127,6 +127,11 @@ pub(crate) struct Send {
     pub(crate) fd: RawFd,
     pub(crate) buf: *const u8,
     pub(crate) len: u32,
+    /// The socket is a TCP stream, where the kernel can send straight from
+    /// the buffer's pages: the io_uring driver may then use `SEND_ZC` (from
+    /// its threshold up; see `uring::send_zc`). Other drivers ignore it.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) zero_copy: bool,
 }
 
 /// Receive on a connected socket.

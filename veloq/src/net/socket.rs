@@ -46,6 +46,8 @@ pub(crate) struct SocketInner {
     sock: socket2::Socket,
     fd: RawFd,
     datagram: bool,
+    /// A TCP stream: its sends may go out zero-copy (see `op::Send`).
+    zero_copy: bool,
     stash: RefCell<Stash>,
 }
 
@@ -107,6 +109,7 @@ impl Socket {
                 sock: inner,
                 fd,
                 datagram,
+                zero_copy: false,
                 stash: RefCell::default(),
             }),
         })
@@ -123,6 +126,15 @@ impl Socket {
         match Rc::try_unwrap(self.inner) {
             Ok(inner) => Ok(inner.sock),
             Err(shared) => shared.sock.try_clone(),
+        }
+    }
+
+    /// Marks the socket a TCP stream, whose sends the driver may run
+    /// zero-copy (see `op::Send`). Called by `TcpStream`'s constructors,
+    /// while the socket is not yet shared; a no-op once it is.
+    pub(crate) fn allow_zero_copy(&mut self) {
+        if let Some(inner) = Rc::get_mut(&mut self.inner) {
+            inner.zero_copy = true;
         }
     }
 
@@ -272,6 +284,7 @@ impl Socket {
             fd: self.inner.fd,
             buf: ptr,
             len: op_len(init - off),
+            zero_copy: self.inner.zero_copy,
         };
         let (out, (buf, _)) = Op::submit(desc, (buf, self.shared())).await;
         (out.res, buf)

@@ -78,7 +78,8 @@ impl TcpStream {
 }
 
 impl TcpStream {
-    pub(crate) fn from_socket(socket: Socket) -> TcpStream {
+    pub(crate) fn from_socket(mut socket: Socket) -> TcpStream {
+        socket.allow_zero_copy();
         TcpStream { socket }
     }
 
@@ -101,9 +102,8 @@ impl TcpStream {
     ///
     /// Outside a veloq runtime.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            socket: Socket::register(socket2::Socket::from(stream))?,
-        })
+        let socket = Socket::register(socket2::Socket::from(stream))?;
+        Ok(TcpStream::from_socket(socket))
     }
 
     /// Turns the stream back into a `std` stream, for blocking use or for
@@ -147,7 +147,9 @@ impl TcpStream {
     }
 
     async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
-        let socket = Socket::new(&addr, Type::STREAM, Protocol::TCP)?;
+        let mut socket = Socket::new(&addr, Type::STREAM, Protocol::TCP)?;
+        // Before the connect op shares it.
+        socket.allow_zero_copy();
         let desc = Connect {
             fd: socket.fd(),
             addr,

@@ -558,6 +558,7 @@ impl Driver for EpollDriver {
             in_flight: self.in_flight,
             stale_completions: self.registry.stale_completions(),
             fault_completions: self.registry.fault_completions(),
+            zero_copy_sends: 0,
         }
     }
 }

@@ -12,7 +12,8 @@
 //! FALLOCATE as io_uring opcodes); on an older kernel an op fails with the
 //! kernel's `EINVAL`. Newer features are used where present and skipped
 //! where not: EXT_ARG waits (5.11), the sparse buffer table (5.13),
-//! `CQE_SKIP_SUCCESS` (5.17) and the setup flags (5.18 to 6.1; `setup`).
+//! `CQE_SKIP_SUCCESS` (5.17), the setup flags (5.18 to 6.1; `setup`) and
+//! the opt-in zero-copy sends (`SEND_ZC`, 6.0; `send_zc`).
 //!
 //! # One `io_uring_enter` per turn
 //!
@@ -103,6 +104,7 @@ mod drain;
 mod multishot;
 mod op;
 mod path_op;
+mod send_zc;
 mod setup;
 
 #[cfg(test)]
@@ -225,6 +227,11 @@ pub(crate) struct UringDriver {
     multishot: MultishotSet,
     /// Provided-buffer rings (group ids, released rings).
     pbuf: PbufRings,
+    /// Sends allowed to go zero-copy go out as `SEND_ZC` from this length
+    /// up; `None`: never (see `send_zc`).
+    zero_copy_min: Option<u32>,
+    /// `SEND_ZC`s submitted.
+    zero_copy_sends: u64,
 }
 
 impl UringDriver {
@@ -239,6 +246,7 @@ impl UringDriver {
         let ext_arg = ring.params().is_feature_ext_arg();
         let path_ops = PathOpSet::probe(&ring);
         let multishot = MultishotSet::probe(&ring);
+        let send_zc = send_zc::probe(&ring);
         let ack_flags = if ring.params().is_feature_skip_cqe_on_success() {
             squeue::Flags::SKIP_SUCCESS
         } else {
@@ -268,6 +276,8 @@ impl UringDriver {
             path_ops,
             multishot,
             pbuf: PbufRings::default(),
+            zero_copy_min: send_zc::min_len(config.zero_copy_min, send_zc),
+            zero_copy_sends: 0,
         };
         driver.arm_wake()?;
         Ok(driver)
@@ -574,6 +584,16 @@ impl UringDriver {
             }
             return;
         };
+        // A `SEND_ZC`'s result that a notification follows only goes into
+        // its op (see `send_zc`).
+        let res = if send_zc::may_split(flags) {
+            match self.send_zc_cqe(key, res, flags) {
+                Some(res) => res,
+                None => return,
+            }
+        } else {
+            res
+        };
         // A multishot op's CQE that leaves it armed goes to its sink only
         // (see `multishot`); its final CQE completes the slot below.
         if io_uring::cqueue::more(flags) {
@@ -619,6 +639,16 @@ impl UringDriver {
         // The op is built in its slot first; the SQE points into it there.
         fill(&mut slot.op);
         let op = match &mut slot.op {
+            Some(
+                op @ UringOp::Send {
+                    zero_copy: true, ..
+                },
+            ) => {
+                if Self::choose_send_zc(op, self.zero_copy_min) {
+                    self.zero_copy_sends += 1;
+                }
+                op
+            }
             Some(UringOp::Invalid(_)) => {
                 let Some(UringOp::Invalid(e)) = slot.op.take() else {
                     unreachable!("matched just above")
@@ -829,6 +859,7 @@ impl Driver for UringDriver {
             in_flight: self.in_flight,
             stale_completions: self.registry.stale_completions(),
             fault_completions: self.registry.fault_completions(),
+            zero_copy_sends: self.zero_copy_sends,
         }
     }
 }

@@ -77,5 +77,6 @@ pub(super) fn send(fd: RawFd, data: &[u8]) -> op::Send {
         fd,
         buf: data.as_ptr(),
         len: data.len() as u32,
+        zero_copy: false,
     }
 }

@@ -110,6 +110,7 @@ fn send_desc(fd: RawFd, buf: &[u8]) -> op::Send {
         fd,
         buf: buf.as_ptr(),
         len: buf.len() as u32,
+        zero_copy: false,
     }
 }
 

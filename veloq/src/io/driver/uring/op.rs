@@ -110,8 +110,22 @@ pub(crate) enum UringOp {
         offset: u64,
         fixed: Option<u16>,
     },
-    /// `SEND` on a connected socket.
-    Send { fd: RawFd, buf: *const u8, len: u32 },
+    /// `SEND` on a connected socket. `zero_copy`: the description allows
+    /// `SEND_ZC` instead (the driver decides; see `send_zc`).
+    Send {
+        fd: RawFd,
+        buf: *const u8,
+        len: u32,
+        zero_copy: bool,
+    },
+    /// `SEND_ZC`: two CQEs, the first one's result kept in `result` until
+    /// the notification (see `send_zc`).
+    SendZc {
+        fd: RawFd,
+        buf: *const u8,
+        len: u32,
+        result: Option<i32>,
+    },
     /// `RECV` on a connected socket.
     Recv { fd: RawFd, buf: *mut u8, len: u32 },
     /// `SENDMSG` with a destination address.
@@ -216,7 +230,10 @@ impl UringOp {
             } => opcode::Write::new(types::Fd(*fd), *buf, *len)
                 .offset(*offset)
                 .build(),
-            UringOp::Send { fd, buf, len } => opcode::Send::new(types::Fd(*fd), *buf, *len)
+            UringOp::Send { fd, buf, len, .. } => opcode::Send::new(types::Fd(*fd), *buf, *len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+            UringOp::SendZc { fd, buf, len, .. } => opcode::SendZc::new(types::Fd(*fd), *buf, *len)
                 .flags(libc::MSG_NOSIGNAL)
                 .build(),
             UringOp::Recv { fd, buf, len } => opcode::Recv::new(types::Fd(*fd), *buf, *len).build(),
@@ -396,6 +413,7 @@ impl IntoPlatformOp<UringDriver> for op::Send {
             fd: self.fd,
             buf: self.buf,
             len: self.len,
+            zero_copy: self.zero_copy,
         }
     }
 }

@@ -6,6 +6,7 @@ mod faults;
 mod lifecycle;
 mod multishot;
 mod ops;
+mod send_zc;
 mod wait;
 
 use std::fs::File;

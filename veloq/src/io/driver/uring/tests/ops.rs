@@ -53,6 +53,7 @@ fn send_and_recv_over_a_socketpair() {
             fd: a.as_raw_fd(),
             buf: msg.as_ptr(),
             len: msg.len() as u32,
+            zero_copy: false,
         },
     );
     assert_eq!(run(&mut d, send).res.unwrap(), 4);
