@@ -219,6 +219,22 @@ pub(crate) trait Driver: Sized {
     /// (freeing the slot); until then records `cx`'s waker.
     fn poll_op(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput>;
 
+    /// [`reserve`](Self::reserve), [`submit`](Self::submit) and
+    /// [`poll_op`](Self::poll_op) in one call: what an op future's first
+    /// poll does when it submits then (a backend may do it with one slot
+    /// lookup). On error nothing is in flight; a `Ready` output means the
+    /// op completed at once and its slot is freed already.
+    #[inline]
+    fn submit_polled(
+        &mut self,
+        op: Self::Op,
+        cx: &mut Context<'_>,
+    ) -> io::Result<(OpKey, Poll<OpOutput>)> {
+        let key = self.reserve()?;
+        self.submit(key, op)?;
+        Ok((key, self.poll_op(key, cx)))
+    }
+
     /// The op's future was dropped: cancel it in the kernel and keep
     /// `keep_alive` (its buffer and descriptor) alive until the completion
     /// arrives, then hand it the op's real output (see

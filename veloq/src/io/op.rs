@@ -30,6 +30,12 @@
 //!   its driver leaked:     keep leaked (the kernel may still write it)
 //! ```
 //!
+//! [`Op::submit_on_poll`] submits in that first poll (reserve, submit and
+//! the first `poll_op` in one driver call); [`Op::submit`] submits when
+//! called, for ops that must be in flight before they are polled. Either
+//! way the op is in the driver only from its submission on, and a future
+//! dropped before it holds nothing the kernel could touch.
+//!
 //! An op belongs to the runtime (worker) that submitted it, through the
 //! `Rc` it holds: it is `!Send`, and polling it under another runtime on
 //! the same thread panics with a message that says so.
@@ -489,6 +495,10 @@ pub(crate) struct RecvVec {
 // --- end of vectored ops (winvec) ---
 
 enum State {
+    /// Not submitted yet: the op of a [`SubmitOnPoll`] before its first
+    /// poll. The driver knows nothing of it, so dropping it just drops
+    /// `keep`.
+    Unsubmitted,
     /// In flight in the driver under this key.
     Submitted(OpKey),
     /// Submission failed; the error is reported on first poll.
@@ -502,7 +512,7 @@ enum State {
 pub(crate) type Orphan<K> = fn(K) -> KeepAlive;
 
 /// The default [`Orphan`]: keep the value alive, then drop it.
-fn keep_only<K: 'static>(keep: K) -> KeepAlive {
+pub(crate) fn keep_only<K: 'static>(keep: K) -> KeepAlive {
     Box::new(KeepOnly(keep))
 }
 
@@ -570,6 +580,39 @@ impl<K: 'static> Op<K> {
 }
 
 impl<K: 'static> Op<K> {
+    /// As [`submit_with`](Op::submit_with), but the op reaches the driver
+    /// on the returned future's first poll, in the same driver call as
+    /// that poll ([`Driver::submit_polled`]): one borrow of the driver and
+    /// one slot lookup instead of two. For an op that is awaited at once
+    /// (where the two orders cannot be told apart); an op that must be in
+    /// flight before it is polled (multishot, `cancel_now`) uses
+    /// [`submit_with`](Op::submit_with).
+    ///
+    /// Dropped before its first poll, the future submits nothing and just
+    /// drops `keep`; from then on it is an [`Op`] in every respect (see
+    /// the module docs).
+    ///
+    /// # Panics
+    ///
+    /// Outside a veloq runtime.
+    #[inline]
+    pub(crate) fn submit_on_poll<T: IntoPlatformOp<PlatformDriver>>(
+        desc: T,
+        keep: K,
+        orphan: Orphan<K>,
+    ) -> SubmitOnPoll<T, K> {
+        let core = context::current().unwrap_or_else(|| context::no_runtime());
+        SubmitOnPoll {
+            desc: Some(desc),
+            op: Op {
+                core,
+                state: State::Unsubmitted,
+                keep: Some(keep),
+                orphan,
+            },
+        }
+    }
+
     /// The error of a submission that failed (the op never reached the
     /// kernel), taken out; `None` while the op is in flight or done. An op
     /// whose submission failed is done once this has been taken.
@@ -615,7 +658,15 @@ impl<K: 'static> Future for Op<K> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // `Op` holds no self-references; it is `Unpin` whenever `K` is, and
         // we never move out of anything pinned.
-        let this = unsafe_unpin(self);
+        unsafe_unpin(self).poll_output(cx)
+    }
+}
+
+impl<K: 'static> Op<K> {
+    /// [`Future::poll`] of a submitted (or failed) op.
+    #[inline]
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<(OpOutput, K)> {
+        let this = self;
         // The state stays `Submitted` while the driver is asked (should the
         // driver panic, the drop still cancels the op and hands `keep` to
         // the driver); it turns `Done` once the output, and with it the
@@ -645,6 +696,61 @@ impl<K: 'static> Future for Op<K> {
     }
 }
 
+/// The future of [`Op::submit_on_poll`]: an [`Op`] whose description is
+/// submitted on the first poll.
+pub(crate) struct SubmitOnPoll<T, K: 'static> {
+    /// The description, until the first poll submits it.
+    desc: Option<T>,
+    /// `Unsubmitted` until then; an ordinary op afterwards.
+    op: Op<K>,
+}
+
+impl<T: IntoPlatformOp<PlatformDriver>, K: 'static> Future for SubmitOnPoll<T, K> {
+    type Output = (OpOutput, K);
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `SubmitOnPoll` is never structurally pinned: the kernel
+        // holds pointers into `keep`'s heap memory and into the driver's
+        // slot, never into this future, and `desc` is moved out by value
+        // (as `unsafe_unpin` argues for `Op`).
+        let this = unsafe { self.get_unchecked_mut() };
+        let Some(desc) = this.desc.take() else {
+            return this.op.poll_output(cx);
+        };
+        let op = &mut this.op;
+        // Submitted to the runtime the op belongs to, as every later poll
+        // of it asserts.
+        context::assert_current(&op.core);
+        let out = match op.core.driver_fault() {
+            // The driver failed hard: new ops fail; those in flight stay.
+            Some(e) => Err(e),
+            None => match op
+                .core
+                .with_driver(|driver| driver.submit_polled(desc.into_platform_op(), cx))
+            {
+                Some(Ok((key, Poll::Pending))) => {
+                    // In flight: from here on an ordinary op (its drop
+                    // cancels it and hands `keep` to the driver).
+                    op.state = State::Submitted(key);
+                    return Poll::Pending;
+                }
+                // Completed at once; the slot is freed already.
+                Some(Ok((_, Poll::Ready(out)))) => Ok(out),
+                Some(Err(e)) => Err(e),
+                None => Err(driver_gone()),
+            },
+        };
+        let out = out.unwrap_or_else(|e| OpOutput {
+            res: Err(e),
+            addr: None,
+        });
+        op.state = State::Done;
+        let keep = op.keep.take().expect("op keep-alive taken twice");
+        Poll::Ready((out, keep))
+    }
+}
+
 /// Projects a pinned `Op` to `&mut Op`.
 fn unsafe_unpin<K>(op: Pin<&mut Op<K>>) -> &mut Op<K> {
     // SAFETY: `Op` is never structurally pinned: neither `state` nor `keep`
@@ -662,3 +768,7 @@ impl<K: 'static> Drop for Op<K> {
         }
     }
 }
+
+#[cfg(all(test, unix))]
+#[path = "op_tests.rs"]
+mod tests;

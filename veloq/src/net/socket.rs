@@ -265,7 +265,7 @@ impl Socket {
             off,
             sock: self.shared(),
         };
-        let (out, keep) = Op::submit_with(desc, keep, OrphanRecv::orphan).await;
+        let (out, keep) = Op::submit_on_poll(desc, keep, OrphanRecv::orphan).await;
         let mut buf = keep.buf;
         // SAFETY: the op read at most `len` bytes into `buf[off..]`, with
         // `off + len <= total`; the caller guarantees `buf[..off]` was
@@ -286,7 +286,7 @@ impl Socket {
             len: op_len(init - off),
             zero_copy: self.inner.zero_copy,
         };
-        let (out, (buf, _)) = Op::submit(desc, (buf, self.shared())).await;
+        let (out, (buf, _)) = Op::submit_on_poll(desc, (buf, self.shared()), op::keep_only).await;
         (out.res, buf)
     }
 

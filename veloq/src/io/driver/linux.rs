@@ -291,6 +291,21 @@ impl Driver for LinuxDriver {
         dispatch!(self, d => d.poll_op(key, cx))
     }
 
+    #[inline]
+    fn submit_polled(
+        &mut self,
+        op: LinuxOp,
+        cx: &mut Context<'_>,
+    ) -> io::Result<(OpKey, Poll<OpOutput>)> {
+        match self {
+            LinuxDriver::Uring(d) => {
+                let key = d.submit_new(|slot| op.into_uring_at(slot), cx.waker())?;
+                Ok((key, Poll::Pending))
+            }
+            LinuxDriver::Epoll(d) => d.submit_polled(op.into_epoll(), cx),
+        }
+    }
+
     fn cancel(&mut self, key: OpKey, keep_alive: Option<KeepAlive>) {
         dispatch!(self, d => d.cancel(key, keep_alive))
     }

@@ -175,6 +175,27 @@ impl<T> OpRegistry<T> {
         }
     }
 
+    /// Takes an empty slot for an op whose future waits on it from the
+    /// start: the slot keeps a clone of `waker` (as a first
+    /// [`poll`](Self::poll) would). Returns the key and the slot, to be
+    /// filled without a second lookup.
+    #[inline]
+    pub(crate) fn reserve_waiting(&mut self, waker: &Waker) -> (OpKey, &mut OpSlot<T>) {
+        let (index, generation, slot) = self.slots.insert_with_mut(|| OpSlot {
+            op: None,
+            waker: Some(waker.clone()),
+            output: None,
+            cancelled: false,
+            keep_alive: None,
+        });
+        debug_assert!(index <= u32::MAX as usize && generation <= GENERATION_MASK);
+        let key = OpKey {
+            index: index as u32,
+            generation,
+        };
+        (key, slot)
+    }
+
     /// The live slot for `key`.
     #[inline]
     pub(crate) fn get_mut(&mut self, key: OpKey) -> Option<&mut OpSlot<T>> {

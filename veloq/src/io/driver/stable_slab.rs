@@ -87,12 +87,23 @@ impl<T> StableSlab<T> {
     /// entry; allocates a new page only when every entry is occupied.
     #[inline]
     pub(crate) fn insert_with(&mut self, make: impl FnOnce() -> T) -> (usize, u32) {
+        let (index, generation, _) = self.insert_with_mut(make);
+        (index, generation)
+    }
+
+    /// As [`insert_with`](Self::insert_with), also handing back the stored
+    /// value (so a caller that fills it further needs no second lookup).
+    #[inline]
+    pub(crate) fn insert_with_mut(&mut self, make: impl FnOnce() -> T) -> (usize, u32, &mut T) {
         if self.free_head == NONE {
             self.grow();
         }
         let index = self.free_head;
+        // Borrows only `pages`, so the free list stays writable below.
         let entry = self
-            .entry_mut(index)
+            .pages
+            .get_mut(index / PAGE_SIZE)
+            .map(|page| &mut page[index % PAGE_SIZE])
             .expect("free list points past the pages");
         let Slot::Vacant { next_free } = entry.slot else {
             unreachable!("free list points at an occupied entry")
@@ -102,9 +113,12 @@ impl<T> StableSlab<T> {
         // The entry is vacant (nothing to drop): forgetting what it held
         // spares the out-of-line drop glue an assignment would call.
         mem::forget(mem::replace(&mut entry.slot, Slot::Occupied(make())));
+        let Slot::Occupied(value) = &mut entry.slot else {
+            unreachable!("occupied just above")
+        };
         self.free_head = next_free;
         self.len += 1;
-        (index, generation)
+        (index, generation, value)
     }
 
     /// The value at `index`, if occupied under `generation`.

@@ -114,13 +114,13 @@ use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
 use super::deferred_panic::DeferredPanic;
-use super::op_registry::{CancelAction, OpRegistry};
+use super::op_registry::{CancelAction, OpRegistry, OpSlot};
 use super::{Driver, DriverConfig, DriverStats, KeepAlive, OpKey, TimerWheel, WakeHandle};
 use crate::io::buf::pool;
 use crate::io::op::OpOutput;
@@ -636,6 +636,51 @@ impl UringDriver {
         let Some(slot) = self.registry.get_mut(key) else {
             return Err(io::Error::other("veloq: submit with a stale op key"));
         };
+        let prepared = Self::prepare_in_slot(
+            slot,
+            key,
+            fill,
+            self.zero_copy_min,
+            &mut self.zero_copy_sends,
+        );
+        self.push_prepared(key, prepared)
+    }
+
+    /// [`Driver::submit_polled`] with the op built in place (as
+    /// [`submit_in_place`](Self::submit_in_place)) in a slot that holds
+    /// `waker` from the start: one slot lookup for reserve, submit and the
+    /// first poll. That poll is always pending: the op's CQE cannot have
+    /// been processed before its SQE was queued, and should it complete
+    /// early the slot's waker is already there to be woken. On error
+    /// nothing is in flight and the slot is free.
+    #[inline]
+    pub(super) fn submit_new(
+        &mut self,
+        fill: impl FnOnce(&mut Option<UringOp>),
+        waker: &Waker,
+    ) -> io::Result<OpKey> {
+        let (key, slot) = self.registry.reserve_waiting(waker);
+        let prepared = Self::prepare_in_slot(
+            slot,
+            key,
+            fill,
+            self.zero_copy_min,
+            &mut self.zero_copy_sends,
+        );
+        self.push_prepared(key, prepared)?;
+        Ok(key)
+    }
+
+    /// Builds the op in `slot` with `fill` and makes its SQE. On error
+    /// the slot holds no op and the caller frees it.
+    #[inline]
+    fn prepare_in_slot(
+        slot: &mut OpSlot<UringOp>,
+        key: OpKey,
+        fill: impl FnOnce(&mut Option<UringOp>),
+        zero_copy_min: Option<u32>,
+        zero_copy_sends: &mut u64,
+    ) -> io::Result<squeue::Entry> {
         // The op is built in its slot first; the SQE points into it there.
         fill(&mut slot.op);
         let op = match &mut slot.op {
@@ -644,8 +689,8 @@ impl UringDriver {
                     zero_copy: true, ..
                 },
             ) => {
-                if Self::choose_send_zc(op, self.zero_copy_min) {
-                    self.zero_copy_sends += 1;
+                if Self::choose_send_zc(op, zero_copy_min) {
+                    *zero_copy_sends += 1;
                 }
                 op
             }
@@ -653,13 +698,19 @@ impl UringDriver {
                 let Some(UringOp::Invalid(e)) = slot.op.take() else {
                     unreachable!("matched just above")
                 };
-                self.registry.free(key);
                 return Err(e);
             }
             Some(op) => op,
             None => unreachable!("`fill` stores the op"),
         };
-        let entry = match op.prepare(key.to_user_data()) {
+        op.prepare(key.to_user_data())
+    }
+
+    /// Queues the SQE `prepared` for the op in slot `key`, or frees the
+    /// slot if preparing or queueing it failed.
+    #[inline]
+    fn push_prepared(&mut self, key: OpKey, prepared: io::Result<squeue::Entry>) -> io::Result<()> {
+        let entry = match prepared {
             Ok(entry) => entry,
             Err(e) => {
                 self.registry.free(key);
