@@ -727,7 +727,7 @@ impl<T: IntoPlatformOp<PlatformDriver>, K: 'static> Future for SubmitOnPoll<T, K
             Some(e) => Err(e),
             None => match op
                 .core
-                .with_driver(|driver| driver.submit_polled(desc.into_platform_op(), cx))
+                .with_driver(|driver| desc.submit_polled_to(driver, cx))
             {
                 Some(Ok((key, Poll::Pending))) => {
                     // In flight: from here on an ordinary op (its drop

@@ -65,6 +65,31 @@ macro_rules! linux_ops {
                 fn into_platform_op(self) -> LinuxOp {
                     LinuxOp::$name(self)
                 }
+
+                #[inline]
+                fn submit_polled_to(
+                    self,
+                    driver: &mut LinuxDriver,
+                    cx: &mut Context<'_>,
+                ) -> io::Result<(OpKey, Poll<OpOutput>)> {
+                    match driver {
+                        LinuxDriver::Uring(d) => {
+                            let key = d.submit_new(
+                                |slot| {
+                                    *slot = Some(
+                                        IntoPlatformOp::<UringDriver>::into_platform_op(self),
+                                    )
+                                },
+                                cx.waker(),
+                            )?;
+                            Ok((key, Poll::Pending))
+                        }
+                        LinuxDriver::Epoll(d) => d.submit_polled(
+                            IntoPlatformOp::<EpollDriver>::into_platform_op(self),
+                            cx,
+                        ),
+                    }
+                }
             }
         )*
 
