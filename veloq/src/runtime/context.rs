@@ -75,6 +75,23 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
     f(current().as_deref())
 }
 
+/// As [`with_current`], without taking a count on the core: for the
+/// wake path, which runs once per completion.
+///
+/// # Safety
+///
+/// `f` must not switch or leave the current runtime, nor drop anything
+/// that could (a runtime, a task's future, a `Core`): with no count of its
+/// own, the `&Core` it gets is kept alive only by `CURRENT`'s.
+#[inline]
+pub(crate) unsafe fn with_current_uncounted<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
+    let ptr = CURRENT.with(Cell::get);
+    // SAFETY: a non-null `CURRENT` came from `Rc::into_raw` and owns a
+    // strong count (module invariants); the caller guarantees `f` leaves
+    // `CURRENT` as it is, so that count, and the core, outlive the call.
+    f(unsafe { ptr.as_ref() })
+}
+
 /// Whether a runtime is current on this thread.
 pub(crate) fn is_running() -> bool {
     with_current(|c| c.is_some())

@@ -137,14 +137,18 @@ impl Shared {
 /// Puts a woken task on a queue; see the module docs.
 pub(crate) fn schedule(shared: &Arc<Shared>, runnable: Runnable) {
     let mut runnable = Some(runnable);
-    context::with_current(|core| {
+    let local = |core: Option<&super::executor::Core>| {
         if let Some(core) = core.filter(|c| c.scheduler.owns(shared)) {
             core.scheduler
                 .local
                 .borrow_mut()
                 .push_back(runnable.take().expect("taken once"));
         }
-    });
+    };
+    // SAFETY: `local` only moves the runnable into the queue (a
+    // `VecDeque` push, which may allocate); it runs no task, drops
+    // nothing and leaves the current runtime as it is.
+    unsafe { context::with_current_uncounted(local) };
     if let Some(runnable) = runnable {
         shared.remote.push(runnable);
         shared.notify();

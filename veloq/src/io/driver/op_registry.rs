@@ -179,6 +179,7 @@ impl<T> OpRegistry<T> {
     /// start: the slot keeps a clone of `waker` (as a first
     /// [`poll`](Self::poll) would). Returns the key and the slot, to be
     /// filled without a second lookup.
+    #[cfg_attr(windows, allow(dead_code))] // the io_uring driver's
     #[inline]
     pub(crate) fn reserve_waiting(&mut self, waker: &Waker) -> (OpKey, &mut OpSlot<T>) {
         let (index, generation, slot) = self.slots.insert_with_mut(|| OpSlot {
@@ -285,21 +286,28 @@ impl<T> OpRegistry<T> {
     /// `cx`'s waker.
     #[inline]
     pub(crate) fn poll(&mut self, key: OpKey, cx: &mut Context<'_>) -> Poll<OpOutput> {
-        let Some(slot) = self.get_mut(key) else {
-            return Poll::Ready(OpOutput {
+        // One slab lookup: the output is taken and the slot freed (its op,
+        // waker and keep-alive dropped in place) in the same visit.
+        let polled = self
+            .slots
+            .take_with(key.index as usize, key.generation, |slot| {
+                if let Some(output) = slot.output.take() {
+                    return Some(output);
+                }
+                match &slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => slot.waker = Some(cx.waker().clone()),
+                }
+                None
+            });
+        match polled {
+            Some(Some(output)) => Poll::Ready(output),
+            Some(None) => Poll::Pending,
+            None => Poll::Ready(OpOutput {
                 res: Err(std::io::Error::other("veloq: op polled with a stale key")),
                 addr: None,
-            });
-        };
-        if let Some(output) = slot.output.take() {
-            self.free(key);
-            return Poll::Ready(output);
+            }),
         }
-        match &slot.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 
     /// The op's future was dropped; see [`CancelAction`].

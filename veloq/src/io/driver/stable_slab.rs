@@ -172,6 +172,40 @@ impl<T> StableSlab<T> {
     /// If `index` is occupied under `generation`: bumps its generation,
     /// makes it the free list's head and returns it. The caller must then
     /// make it vacant, linked to the previous head.
+    /// Runs `take` on the value at `index` if it is occupied under
+    /// `generation`; when `take` returns `Some`, frees the entry as
+    /// [`free`](Self::free) does (the value dropped in place), all in one
+    /// lookup. `None` for a stale handle; `Some(None)` when `take` kept
+    /// the value.
+    #[inline]
+    pub(crate) fn take_with<R>(
+        &mut self,
+        index: usize,
+        generation: u32,
+        take: impl FnOnce(&mut T) -> Option<R>,
+    ) -> Option<Option<R>> {
+        let next_free = self.free_head;
+        // Borrows only `pages`, so the free list stays writable below.
+        let entry = self
+            .pages
+            .get_mut(index / PAGE_SIZE)
+            .map(|page| &mut page[index % PAGE_SIZE])?;
+        let Slot::Occupied(value) = &mut entry.slot else {
+            return None;
+        };
+        if entry.generation != generation {
+            return None;
+        }
+        let Some(taken) = take(value) else {
+            return Some(None);
+        };
+        entry.generation = generation.wrapping_add(1) & GENERATION_MASK;
+        entry.slot = Slot::Vacant { next_free };
+        self.free_head = index;
+        self.len -= 1;
+        Some(Some(taken))
+    }
+
     #[inline]
     fn vacate(&mut self, index: usize, generation: u32) -> Option<&mut Entry<T>> {
         let entry = &mut self.pages.get_mut(index / PAGE_SIZE)?[index % PAGE_SIZE];
@@ -280,6 +314,37 @@ mod tests {
         assert_eq!(slab.remove(a, ga), None);
         assert_eq!(slab.get(a, g2), Some(&3));
         assert_eq!(slab.capacity(), PAGE_SIZE);
+    }
+
+    #[test]
+    fn take_with_frees_only_when_taken_and_only_live_handles() {
+        let mut slab = StableSlab::new();
+        let (a, ga) = slab.insert(vec![1u8]);
+        let (b, _) = slab.insert(vec![2u8]);
+        // Kept: the value stays, and may be changed in place.
+        assert_eq!(
+            slab.take_with(a, ga, |v| {
+                v.push(9);
+                None::<()>
+            }),
+            Some(None)
+        );
+        assert_eq!(slab.get(a, ga), Some(&vec![1, 9]));
+        assert_eq!(slab.len(), 2);
+        // Taken: the entry is freed under a new generation and reused next.
+        assert_eq!(slab.take_with(a, ga, |v| Some(v.len())), Some(Some(2)));
+        assert_eq!(slab.len(), 1);
+        assert_eq!(slab.get(a, ga), None);
+        assert_eq!(slab.take_with(a, ga, |_| Some(())), None, "stale handle");
+        let (again, g2) = slab.insert(vec![3]);
+        assert_eq!(again, a);
+        assert_ne!(g2, ga);
+        assert_eq!(
+            slab.get(b, 0),
+            Some(&vec![2]),
+            "the other entry is untouched"
+        );
+        assert_eq!(slab.take_with(99, 0, |_| Some(())), None, "out of range");
     }
 
     #[test]
