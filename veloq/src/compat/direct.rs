@@ -13,15 +13,14 @@
 //! bytes stay buffered, and their op rides in the turn's one
 //! `io_uring_enter` with the other submissions.
 //!
-//! Sending small writes directly too was measured (hyper's `GET /`, 16
-//! connections, `veloq-bench http`): it cut veloq's user-space
-//! instructions per request by a quarter under callgrind (9,818 to 7,341;
-//! tokio 6,678: hyper's flush no longer waits for a write op, so one task
-//! wake per request goes), but it adds a system call per response, and
-//! the wall-clock A/B in one run was a wash (server CPU per request 0.95×
-//! of the buffered path at 16 connections, 1.07× at 64, req/s 1.09× and
-//! 0.99×; the run-to-run noise on the shared VM is larger). Until a
-//! quieter measurement says otherwise, small writes keep the batched op.
+//! Sending small writes directly too was measured (`veloq-bench http`,
+//! `results/shared-2cpu-vm/http/http-small-direct-ab.md`): it cuts
+//! hyper's `GET /` user-space instructions by a quarter under callgrind
+//! (9,818 to 7,341 per request; tokio 6,678: the flush no longer waits
+//! for a write op), but each response then costs a system call of its
+//! own, and on a quiet machine the server's CPU per request was 1.01–1.10×
+//! that of the batched op in all four cases. So small writes stay
+//! buffered.
 //!
 //! # Why it keeps `Compat`'s guarantees
 //!
