@@ -12,57 +12,23 @@
 
 mod util;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use util::spawn_echo_server;
 use veloq::compat::Compat;
 use veloq::net::{TcpListener, TcpStream};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; the
-// counter is a lock-free atomic, so counting cannot allocate or recurse.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "util/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const WARM_UP: u64 = 1_000;
 const ROUND_TRIPS: u64 = 5_000;
 
 #[test]
 fn steady_state_compat_echo_makes_no_allocations() {
-    // The counter sees allocations at all (so a zero below means something).
-    let probe = ALLOCS.load(Ordering::SeqCst);
-    drop(std::hint::black_box(vec![1u8; 16]));
-    assert!(
-        ALLOCS.load(Ordering::SeqCst) > probe,
-        "the counting allocator is not in use"
-    );
+    counting_alloc::assert_counting();
 
     let allocs = veloq::block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -77,7 +43,7 @@ fn steady_state_compat_echo_makes_no_allocations() {
         let mut before = 0;
         for i in 0..WARM_UP + ROUND_TRIPS {
             if i == WARM_UP {
-                before = ALLOCS.load(Ordering::SeqCst);
+                before = counting_alloc::allocations();
             }
             msg[0] = i as u8;
             io.write_all(&msg).await.unwrap();
@@ -85,7 +51,7 @@ fn steady_state_compat_echo_makes_no_allocations() {
             io.read_exact(&mut reply).await.unwrap();
             assert!(reply == msg, "round trip {i} came back different");
         }
-        ALLOCS.load(Ordering::SeqCst) - before
+        counting_alloc::allocations() - before
     });
     assert_eq!(
         allocs, 0,
