@@ -215,17 +215,9 @@ impl Drop for AcceptQueue {
 #[cfg(test)]
 mod tests {
     use crate::net::{TcpListener, TcpStream};
-    use crate::runtime::{context, DriverKind, Runtime};
+    use crate::runtime::context;
 
-    fn uring() -> Option<Runtime> {
-        match Runtime::builder().driver(DriverKind::IoUring).build() {
-            Ok(rt) => Some(rt),
-            Err(e) => {
-                eprintln!("skipping: io_uring refused here ({e})");
-                None
-            }
-        }
-    }
+    use crate::io::driver::test_util::uring_runtime as uring;
 
     /// Accepts three connections; returns whether the listener used
     /// multishot accept and what was left in flight.

@@ -201,17 +201,9 @@ impl Drop for MultiRecv {
 mod tests {
     use crate::buf::BufRing;
     use crate::net::TcpStream;
-    use crate::runtime::{context, DriverKind, Runtime};
+    use crate::runtime::context;
 
-    fn uring() -> Option<Runtime> {
-        match Runtime::builder().driver(DriverKind::IoUring).build() {
-            Ok(rt) => Some(rt),
-            Err(e) => {
-                eprintln!("skipping: io_uring refused here ({e})");
-                None
-            }
-        }
-    }
+    use crate::io::driver::test_util::uring_runtime as uring;
 
     /// Ping-pongs 50 messages through a recv stream on `ring`; returns the
     /// receives it took and the ops in flight at the end.

@@ -18,3 +18,18 @@ pub(crate) fn counting_waker() -> (Arc<CountWake>, Waker) {
     let count = Arc::new(CountWake(AtomicUsize::new(0)));
     (count.clone(), Waker::from(count))
 }
+
+/// A runtime on the io_uring driver, or `None` (with a line on stderr)
+/// where the kernel refuses io_uring, so a test of an io_uring-only path
+/// can skip.
+#[cfg(target_os = "linux")]
+pub(crate) fn uring_runtime() -> Option<crate::runtime::Runtime> {
+    use crate::runtime::{DriverKind, Runtime};
+    match Runtime::builder().driver(DriverKind::IoUring).build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("skipping: io_uring refused here ({e})");
+            None
+        }
+    }
+}
