@@ -374,8 +374,30 @@ mod windows {
     /// with DETACHED_PROCESS (no console) and makes its own with
     /// `AllocConsole` (under Wine a console without a window; on Windows a
     /// window flashes up); its events then reach only itself.
+    ///
+    /// Under Wine the child now and then ends with exit code 0 right after
+    /// its harness printed "running 1 test", before the test finished or
+    /// panicked (a panic exits with 101): Wine's console, not veloq, ends
+    /// the process. Only that outcome is retried, once; a child that
+    /// panicked, or vanished twice, fails the test.
     #[test]
     fn console_events_from_generate_console_ctrl_event() {
+        for attempt in 1..=2 {
+            let (status, stdout, stderr) = run_console_child();
+            if status.success() && stdout.contains(CHILD_DONE) {
+                return;
+            }
+            let vanished = status.success() && !stdout.contains("test result");
+            assert!(
+                vanished && attempt == 1,
+                "console child failed ({status}, attempt {attempt}):\n{stdout}\n{stderr}"
+            );
+            eprintln!("console child ended early ({status}) without a result; once more");
+        }
+    }
+
+    /// Runs the child once: its exit status, stdout and stderr.
+    fn run_console_child() -> (std::process::ExitStatus, String, String) {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -402,13 +424,11 @@ mod windows {
             std::thread::sleep(Duration::from_millis(20));
         };
         let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            status.success() && stdout.contains(CHILD_DONE),
-            "console child failed ({status}):\n{}\n{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        (
+            status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// The body of [`console_events_from_generate_console_ctrl_event`]; does
